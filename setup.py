@@ -11,7 +11,8 @@ setup(
                                     "signing*", "apps*", "govpki*"]),
     package_data={
         "policies": ["profiles/*.yaml", "ceremonies/*.yaml", "*.md"],
-        "core": ["migrations/*.py", "migrations/versions/*.py", "alembic.ini"],
+        "core": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "ca": ["migrations/*.py"],
     },
     install_requires=[
         # The token-backed private key (hsm/pkcs11_store.py) relies on pyca calling

@@ -29,7 +29,10 @@ class KeyStoreConfig:
 
     type: str = "file"
     directory: str = "keys"
-    passphrase_env: str = "GOVPKI_KEY_PASSPHRASE"
+    passphrase_env: str = "GOVPKI_KEY_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+    # A 0600 file holding the passphrase (systemd credentials, the demo home); the environment
+    # variable wins when both are set.
+    passphrase_file: str = ""
     pkcs11_module: str = ""
     token_label: str = ""
     pin_env: str = "GOVPKI_PKCS11_PIN"

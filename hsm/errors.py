@@ -50,3 +50,15 @@ class MissingSecret(HsmError):
     """The PIN or passphrase environment variable is not set (its name is given, not a value)."""
 
     kind = "hsm-missing-secret"
+
+
+class DecryptionFailed(HsmError, ValueError):
+    """The ciphertext does not decrypt under this key (wrong key, damaged data or padding).
+
+    Also a ValueError, as pyca raises for a software key, so callers of ``Signer.decrypt``
+    handle every backend the same way. One message for every cause, so that padding failures
+    cannot be told apart (Bleichenbacher / Manger oracles).
+    """
+
+    kind = "hsm-decryption-failed"
+    http_status = 400

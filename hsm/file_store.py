@@ -37,9 +37,11 @@ class FileKeyStore:
     scheme = "file"
 
     def __init__(self, directory: Path, passphrase: bytes | None = None,
-                 passphrase_env: str = "GOVPKI_KEY_PASSPHRASE") -> None:
+                 passphrase_env: str = "GOVPKI_KEY_PASSPHRASE",
+                 passphrase_file: Path | None = None) -> None:
         self.directory = directory
         self._passphrase_env = passphrase_env
+        self._passphrase_file = passphrase_file
         self._passphrase = passphrase
         self._cache: dict[str, SoftwareSigner] = {}
         self._lock = threading.Lock()
@@ -47,6 +49,13 @@ class FileKeyStore:
     def _secret(self) -> bytes:
         if self._passphrase is None:
             value = os.environ.get(self._passphrase_env)
+            if not value and self._passphrase_file is not None:
+                try:
+                    value = self._passphrase_file.read_text(encoding="utf-8").strip()
+                except OSError:
+                    raise MissingSecret(
+                        f"cannot read the key passphrase file {self._passphrase_file}"
+                    ) from None
             if not value:
                 raise MissingSecret(
                     f"the key passphrase is not set: export {self._passphrase_env}"

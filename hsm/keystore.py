@@ -65,7 +65,11 @@ def open_keyring(config: Config) -> KeyRing:
     """The software store is always there (audit key in the demo); PKCS#11 when configured."""
     ks: KeyStoreConfig = config.keystore
     stores: list[KeyStore] = [
-        FileKeyStore(config.path(ks.directory), passphrase_env=ks.passphrase_env)
+        FileKeyStore(
+            config.path(ks.directory),
+            passphrase_env=ks.passphrase_env,
+            passphrase_file=config.path(ks.passphrase_file) if ks.passphrase_file else None,
+        )
     ]
     if ks.type == "pkcs11" or ks.pkcs11_module:
         stores.append(open_pkcs11_store(ks.pkcs11_module, ks.token_label, ks.pin_env))

@@ -1,0 +1,36 @@
+# `make run` — the service on the embedded default (SQLite + file keys in ./var, demo CA on first run)
+# `make test` — lint, types, import contracts, then the whole test suite
+VENV ?= .venv
+BIN = $(VENV)/bin
+export GOVPKI_HOME ?= $(CURDIR)/var
+
+.PHONY: setup run test check pytest bench-smoke clean
+
+$(VENV)/.installed: setup.py pyproject.toml
+	@.ci/system-packages
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/govpki init --if-empty
+	$(BIN)/govpki serve
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+pytest: setup
+	$(BIN)/pytest
+
+bench-smoke: setup
+	$(BIN)/python bench/issuance.py --smoke
+
+test: check pytest bench-smoke
+
+clean:
+	rm -rf $(VENV) var *.egg-info

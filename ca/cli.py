@@ -1,0 +1,217 @@
+"""`govpki ca ...`: the CA administrator's commands. Errors surface as GovpkiError; the
+composition root (govpki/cli.py) turns them into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca import revocation
+from ca.ceremony import load_ceremony, run_ceremony
+from ca.context import CaContext, default_actor
+from ca.issuance import CertificateRequest, issue_certificate
+from ca.store import find_certificate, list_authorities, list_certificates
+from core.db import transaction
+from policies.profiles import load_profiles
+
+DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonies" / "demo.yaml"
+
+
+@contextmanager
+def ca_context() -> Iterator[CaContext]:
+    ctx = CaContext.open()
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Certificate authority: ceremony, profiles, issuance, revocation. (证书认证机构)"""
+
+
+@ca_group.command("profiles")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def profiles_cmd(as_json: bool) -> None:
+    """List certificate profiles (policies/profiles/*.yaml)."""
+    profiles = load_profiles()
+    if as_json:
+        click.echo(json.dumps({n: {"key_types": list(p.key_types),
+                                   "validity_days": p.validity_days,
+                                   "description": p.description}
+                               for n, p in sorted(profiles.items())}, ensure_ascii=False))
+        return
+    for name, p in sorted(profiles.items()):
+        click.echo(f"{name:24} {','.join(p.key_types):38} {p.validity_days:>5}d  {p.description}")
+
+
+@ca_group.command("issue")
+@click.option("--ca", "ca_name", required=True, help="Issuing CA name, e.g. officials.")
+@click.option("--profile", required=True, help="Profile name (see `govpki ca profiles`).")
+@click.option("--csr", "csr_file", required=True, type=click.File("rb"),
+              help="PKCS#10 request, PEM or DER ('-' for stdin).")
+@click.option("--subject", required=True,
+              help="Subject DN, RFC 4514, from the subscriber record (the CSR's is ignored).")
+@click.option("--san-dns", multiple=True, help="DNS name (server-tls). Repeatable.")
+@click.option("--san-ip", multiple=True, help="IP address (server-tls). Repeatable.")
+@click.option("--san-email", multiple=True, help="E-mail address. Repeatable.")
+@click.option("--days", type=int, default=None, help="Validity, at most the profile's.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the certificate PEM here instead of standard output.")
+def issue_cmd(ca_name: str, profile: str, csr_file: click.utils.LazyFile, subject: str,
+              san_dns: tuple[str, ...], san_ip: tuple[str, ...], san_email: tuple[str, ...],
+              days: int | None, out: str | None) -> None:
+    """Issue a certificate from a CSR (签发证书)."""
+    with ca_context() as ctx:
+        issued = issue_certificate(ctx, CertificateRequest(
+            ca=ca_name, profile=profile, csr=csr_file.read(), subject=subject,
+            san_dns=san_dns, san_ip=san_ip, san_email=san_email, validity_days=days,
+            requested_by=default_actor(),
+        ))
+        checkpoint(ctx)
+    if out:
+        Path(out).write_text(issued.pem, encoding="ascii")
+        click.echo(f"issued serial {issued.serial} → {out}", err=True)
+    else:
+        click.echo(issued.pem, nl=False)
+
+
+@ca_group.command("export-chain")
+@click.option("--ca", "ca_name", required=True)
+def export_chain_cmd(ca_name: str) -> None:
+    """PEM of the CA's current certificate, then each parent up to the root."""
+    from ca.store import chain_der
+
+    with ca_context() as ctx, transaction(ctx.sessions) as session:
+        chain = chain_der(session, ca_name)
+    for der in chain:
+        pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+        click.echo(pem.decode("ascii"), nl=False)
+
+
+@ca_group.command("list")
+@click.option("--ca", "ca_name", default=None, help="Certificates of this CA instead of the CAs.")
+@click.option("--limit", type=int, default=100, show_default=True)
+def list_cmd(ca_name: str | None, limit: int) -> None:
+    """Without --ca: the CAs. With --ca: its newest certificates."""
+    with ca_context() as ctx, transaction(ctx.sessions) as session:
+        if ca_name is None:
+            for a in list_authorities(session):
+                click.echo(f"{a.name:12} parent={a.parent or '-':10} gen={a.generation} "
+                           f"{a.status:8} until {a.not_after:%Y-%m-%d}  {a.key_uri}  "
+                           f"{a.certificate().subject.rfc4514_string()}")
+            return
+        for c in list_certificates(session, ca_name, limit):
+            click.echo(f"{c.serial:32} {c.profile:20} {c.state:8} {c.status:8} "
+                       f"{c.not_after:%Y-%m-%d}  {c.subject}")
+
+
+@ca_group.command("show")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None, help="Needed when the serial is ambiguous.")
+@click.option("--pem", is_flag=True, help="Print the certificate PEM instead of a summary.")
+def show_cmd(serial: str, ca_name: str | None, pem: bool) -> None:
+    """One certificate by serial (hex)."""
+    with ca_context() as ctx, transaction(ctx.sessions) as session:
+        c = find_certificate(session, serial, ca_name)
+    if pem:
+        click.echo(c.certificate().public_bytes(Encoding.PEM).decode("ascii"), nl=False)
+        return
+    click.echo(json.dumps({
+        "ca": c.ca, "serial": c.serial, "profile": c.profile, "subject": c.subject,
+        "key_type": c.key_type, "state": c.state, "status": c.status,
+        "not_before": c.not_before.isoformat(), "not_after": c.not_after.isoformat(),
+        "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+        "revocation_reason": c.revocation_reason, "requested_by": c.requested_by,
+    }, ensure_ascii=False, indent=2))
+
+
+@ca_group.command("revoke")
+@click.argument("serial")
+@click.option("--reason", default="unspecified", show_default=True,
+              type=click.Choice(revocation.REVOCATION_REASONS),
+              help="RFC 5280 §5.3.1 reason.")
+@click.option("--ca", "ca_name", default=None)
+def revoke_cmd(serial: str, reason: str, ca_name: str | None) -> None:
+    """Revoke a certificate (吊销)."""
+    with ca_context() as ctx:
+        change = revocation.revoke(ctx, serial, reason, ca=ca_name, actor=default_actor())
+        checkpoint(ctx)
+    click.echo(f"revoked {change.ca}/{change.serial} ({reason}) at {change.at.isoformat()}")
+
+
+@ca_group.command("suspend")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None)
+def suspend_cmd(serial: str, ca_name: str | None) -> None:
+    """Suspend a certificate: certificateHold (冻结)."""
+    with ca_context() as ctx:
+        change = revocation.suspend(ctx, serial, ca=ca_name, actor=default_actor())
+        checkpoint(ctx)
+    click.echo(f"suspended {change.ca}/{change.serial} at {change.at.isoformat()}")
+
+
+@ca_group.command("release")
+@click.argument("serial")
+@click.option("--ca", "ca_name", default=None)
+def release_cmd(serial: str, ca_name: str | None) -> None:
+    """Release a suspended certificate (解冻)."""
+    with ca_context() as ctx:
+        change = revocation.release(ctx, serial, ca=ca_name, actor=default_actor())
+        checkpoint(ctx)
+    click.echo(f"released {change.ca}/{change.serial}")
+
+
+@ca_group.command("ceremony")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pkcs11-module", default=None,
+              help="PKCS#11 module path: keys are generated on this token instead of files.")
+@click.option("--token-label", default=None, help="Token label (with --pkcs11-module).")
+@click.option("--pin-env", default="GOVPKI_PKCS11_PIN", show_default=True,
+              help="Environment variable holding the token PIN (never on the command line).")
+def ceremony_cmd(file: Path, pkcs11_module: str | None, token_label: str | None,
+                 pin_env: str) -> None:
+    """Run a key ceremony from a declarative file (密钥生成仪式)."""
+    run_ceremony_file(file, pkcs11_module, token_label, pin_env)
+
+
+def run_ceremony_file(file: Path, pkcs11_module: str | None, token_label: str | None,
+                      pin_env: str, *, demo_secret: bool = False,
+                      locations: list[str] | None = None) -> None:
+    from ca.setup import prepare_home
+
+    spec = load_ceremony(file)
+    config, key_uri = prepare_home(pkcs11_module, token_label, pin_env,
+                                   audit_label=spec.audit_key.label if spec.audit_key else None,
+                                   demo_secret=demo_secret, locations=locations)
+    ctx = CaContext.open(config)
+    try:
+        result = run_ceremony(ctx, spec, key_uri=key_uri, actor=default_actor(),
+                              progress=lambda m: click.echo(f"  {m}", err=True))
+        checkpoint(ctx)
+    finally:
+        ctx.close()
+    for name, cert in result.authorities.items():
+        click.echo(f"CA {name}: serial {cert.serial}, {cert.subject}")
+    for spec_s, cert in result.services:
+        click.echo(f"{spec_s.role} for {spec_s.ca}: serial {cert.serial}")
+
+
+def checkpoint(ctx: CaContext) -> None:
+    """Sign the audit chain head into the checkpoint file, when the audit key exists."""
+    from core.audit import write_checkpoint
+
+    uri = ctx.config.audit.key_uri
+    if not ctx.keyring.exists(uri):
+        return
+    signer = ctx.keyring.get(uri)
+    with transaction(ctx.sessions) as session:
+        write_checkpoint(session, signer, ctx.config.path(ctx.config.audit.checkpoint_file))
+

@@ -1,0 +1,326 @@
+"""The issuance pipeline (DESIGN.md, Issuance pipeline; Boulder's ``IssueCertificate`` order).
+
+1. the RA hands an approved request: CSR + subscriber data + profile;
+2. the CSR parses and its signature verifies (proof of possession); key type allowed by profile;
+3. the subject comes from the caller's subscriber data, never from the CSR;
+4. profile → extensions, validity clipped to the issuer's;
+5. a CSPRNG serial (127 bits, positive), unique per issuer by database constraint;
+6. the TBS certificate is linted (pkilint, RFC 5280) and refused on error;
+7. the serial and TBS bytes are committed (``pending``) before the key signs;
+8. the key signs, the certificate and its audit event commit together, then it is returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ca.context import CaContext
+from ca.errors import (
+    CsrSignatureInvalid,
+    InvalidCsr,
+    IssuerUnavailable,
+    LintFailed,
+    PolicyViolation,
+)
+from ca.lint import blocking, lint_certificate
+from ca.models import Authority, Certificate, Generation
+from ca.plan import plan_for
+from ca.tbs import ExtensionPlan, build_name, build_tbs, extensions_for, sign_tbs
+from core import audit
+from core.db import transaction, utcnow
+from core.errors import GovpkiError
+from hsm.algorithms import KeyType, algorithm, key_type_of
+from hsm.errors import HsmError, UnsupportedKeyType
+from hsm.signer import Signer
+from policies.names import parse_subject
+from policies.profiles import Profile, get_profile
+
+MAX_CSR_BYTES = 64 * 1024
+# Relying parties with slow clocks must not see a certificate from the future.
+BACKDATE = dt.timedelta(minutes=1)
+SERIAL_BITS = 127
+
+
+@dataclass(frozen=True)
+class CertificateRequest:
+    ca: str
+    profile: str
+    csr: bytes
+    subject: str  # RFC 4514, from the subscriber record
+    san_dns: tuple[str, ...] = ()
+    san_ip: tuple[str, ...] = ()
+    san_email: tuple[str, ...] = ()
+    validity_days: int | None = None
+    requested_by: str = "system"
+    subscriber_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    ca: str
+    serial: str
+    profile: str
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    der: bytes
+
+    @property
+    def pem(self) -> str:
+        return self.certificate().public_bytes(Encoding.PEM).decode("ascii")
+
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.der)
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """The issuing side of one issuance: which CA, which generation, which key."""
+
+    authority_id: int
+    name: str
+    generation_id: int | None
+    subject: x509.Name
+    ski: bytes | None
+    public_key: CertificateIssuerPublicKeyTypes
+    not_after: dt.datetime | None
+    signer: Signer
+
+
+def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Step 2: parse and check proof of possession."""
+    if not data or len(data) > MAX_CSR_BYTES:
+        raise InvalidCsr(f"CSR must be 1 to {MAX_CSR_BYTES} bytes, got {len(data)}")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidCsr(f"CSR does not parse: {_first_line(exc)}") from None
+    try:
+        valid = csr.is_signature_valid
+    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
+        valid = False
+    if not valid:
+        raise CsrSignatureInvalid("CSR signature does not verify: no proof of possession")
+    return csr
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_key(public_key: object, profile: Profile) -> KeyType:
+    try:
+        key_type = key_type_of(public_key)  # type: ignore[arg-type]
+    except UnsupportedKeyType as exc:
+        raise PolicyViolation(f"{exc.message}; profile {profile.name} allows "
+                              f"{', '.join(profile.key_types)}") from None
+    if not profile.allows_key_type(key_type.value):
+        raise PolicyViolation(
+            f"profile {profile.name} does not allow {key_type.value} keys "
+            f"(allowed: {', '.join(profile.key_types)})"
+        )
+    return key_type
+
+
+def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime) -> Issuer:
+    """The newest generation of CA ``name``, refused if it or any CA above it is unusable."""
+    from ca.store import authority_row, current_generation
+
+    auth = authority_row(session, name)
+    gen = current_generation(session, auth)
+    walk: Authority | None = auth
+    walk_gen: Generation = gen
+    while walk is not None:
+        if not (walk_gen.not_before <= now < walk_gen.not_after):
+            raise IssuerUnavailable(
+                f"CA '{walk.name}' certificate is not valid now "
+                f"(valid {walk_gen.not_before:%Y-%m-%d} to {walk_gen.not_after:%Y-%m-%d})",
+                ca=walk.name,
+            )
+        row = session.get(Certificate, walk_gen.certificate_id)
+        if row is not None and row.status != "good":
+            state = "revoked" if row.status == "revoked" else "suspended"
+            raise IssuerUnavailable(f"CA '{walk.name}' is {state}", ca=walk.name)
+        walk = session.get(Authority, walk.parent_id) if walk.parent_id else None
+        if walk is not None:
+            walk_gen = current_generation(session, walk)
+    cert = x509.load_der_x509_certificate(gen.certificate_der)
+    signer = ctx.keyring.get(gen.key_uri)
+    return Issuer(
+        authority_id=auth.id, name=auth.name, generation_id=gen.id, subject=cert.subject,
+        ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
+        public_key=cert.public_key(),  # type: ignore[arg-type]
+        not_after=gen.not_after, signer=signer,
+    )
+
+
+def issue_certificate(ctx: CaContext, request: CertificateRequest) -> IssuedCertificate:
+    """Issue one certificate; every refusal is an audit event and stores nothing else."""
+    try:
+        profile = get_profile(request.profile)
+        csr = parse_csr(request.csr)                                   # step 2
+        public_key = csr.public_key()
+        check_key(public_key, profile)
+        subject_attrs = parse_subject(request.subject, profile.subject_rules)   # step 3
+        subject = build_name(subject_attrs)
+        now = utcnow()
+        with transaction(ctx.sessions) as session:
+            issuer = load_issuer(session, ctx, request.ca, now)
+        plan = plan_for(profile, public_key, ctx.config.public_base_url, issuer.name,
+                        san_dns=request.san_dns, san_ip=request.san_ip,
+                        san_email=request.san_email)
+        return sign_and_record(
+            ctx, issuer=issuer, profile=profile, plan=plan, subject=subject,
+            public_key=public_key,  # type: ignore[arg-type]
+            validity_days=_validity(profile, request.validity_days),
+            requested_by=request.requested_by, subscriber_ref=request.subscriber_ref,
+        )
+    except GovpkiError as exc:
+        audit.record_refusal(
+            ctx.sessions, actor=request.requested_by, action="ca.issue",
+            object_type="certificate-request",
+            object_id=request.subscriber_ref or request.subject[:128],
+            details={"ca": request.ca, "profile": request.profile, "error": exc.kind,
+                     "message": exc.message},
+        )
+        raise
+
+
+def _validity(profile: Profile, requested: int | None) -> int:
+    if requested is None:
+        return profile.validity_days
+    if requested <= 0 or requested > profile.validity_days:
+        raise PolicyViolation(
+            f"validity of {requested} days is outside 1..{profile.validity_days} "
+            f"allowed by profile {profile.name}"
+        )
+    return requested
+
+
+def new_serial() -> int:
+    """127 random bits, never zero: positive and ≤ 16 octets in DER (RFC 5280 §4.1.2.2)."""
+    while True:
+        serial = secrets.randbits(SERIAL_BITS)
+        if serial >> 64:
+            return serial
+
+
+def sign_and_record(
+    ctx: CaContext,
+    *,
+    issuer: Issuer,
+    profile: Profile,
+    plan: ExtensionPlan,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    validity_days: int,
+    requested_by: str,
+    subscriber_ref: str | None,
+    self_signed: bool = False,
+) -> IssuedCertificate:
+    """Steps 4-8, shared by requests and by the key ceremony (which has no CSR)."""
+    now = utcnow().replace(microsecond=0)
+    not_before = now - BACKDATE
+    not_after = not_before + dt.timedelta(days=validity_days)
+    if issuer.not_after is not None:
+        not_after = min(not_after, issuer.not_after)                  # step 4
+    if not_after <= now:
+        raise IssuerUnavailable(f"CA '{issuer.name}' expires before the certificate would start")
+    subject_key_type = key_type_of(public_key)  # type: ignore[arg-type]
+    issuer_ski = issuer.ski
+    if self_signed:
+        issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+    extensions = extensions_for(plan, public_key, issuer_ski)
+    subject_text = subject.rfc4514_string()
+    issuer_key_type = issuer.signer.key_type
+
+    for _attempt in range(3):
+        serial = new_serial()                                            # step 5
+        tbs = build_tbs(
+            issuer_name=subject if self_signed else issuer.subject,
+            issuer_key_type=issuer_key_type, subject=subject, public_key=public_key,
+            serial=serial, not_before=not_before, not_after=not_after, extensions=extensions,
+        )
+        errors = blocking(lint_certificate(tbs.lint_der))                 # step 6
+        if errors:
+            raise LintFailed(
+                "pre-issuance check refused the certificate: " + "; ".join(map(str, errors)),
+                profile=profile.name,
+            )
+        try:
+            with transaction(ctx.sessions) as session:                   # step 7
+                row = Certificate(
+                    authority_id=issuer.authority_id, generation_id=issuer.generation_id,
+                    serial=format(serial, "x"), profile=profile.name, subject=subject_text,
+                    key_type=subject_key_type.value, state="pending", tbs_der=tbs.tbs_der,
+                    not_before=not_before, not_after=not_after, status="good",
+                    requested_by=requested_by, subscriber_ref=subscriber_ref, created_at=now,
+                )
+                session.add(row)
+                session.flush()
+                row_id = row.id
+                audit.record_event(
+                    session, actor=requested_by, action="ca.serial-reserved",
+                    object_type="certificate", object_id=f"{issuer.name}/{serial:x}",
+                    outcome="success", details={"profile": profile.name, "subject": subject_text},
+                )
+            break
+        except IntegrityError:
+            continue  # serial collision under one issuer: astronomically rare, try again
+    else:
+        raise PolicyViolation("could not reserve a unique serial number")
+
+    try:
+        cert = sign_tbs(tbs, issuer.signer, public_key if self_signed  # step 8
+                        else issuer.public_key)  # type: ignore[arg-type]
+    except HsmError:
+        raise
+    der = cert.public_bytes(Encoding.DER)
+    with transaction(ctx.sessions) as session:
+        stored = session.get(Certificate, row_id)
+        assert stored is not None
+        stored.state = "issued"
+        stored.certificate_der = der
+        stored.issued_at = utcnow()
+        audit.record_event(
+            session, actor=requested_by, action="ca.issue", object_type="certificate",
+            object_id=f"{issuer.name}/{serial:x}", outcome="success",
+            details={"profile": profile.name, "subject": subject_text,
+                     "not_after": not_after.isoformat(), "key_type": subject_key_type.value,
+                     "subscriber_ref": subscriber_ref},
+        )
+    return IssuedCertificate(
+        ca=issuer.name, serial=format(serial, "x"), profile=profile.name, subject=subject_text,
+        not_before=not_before, not_after=not_after, der=der,
+    )
+
+
+def pending_certificates(session: Session) -> list[Certificate]:
+    """Rows whose signing never completed (a crash between steps 7 and 8)."""
+    return list(session.scalars(select(Certificate).where(Certificate.state == "pending")))
+
+
+__all__ = [
+    "CertificateRequest",
+    "IssuedCertificate",
+    "algorithm",
+    "issue_certificate",
+    "parse_csr",
+]

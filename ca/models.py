@@ -1,0 +1,98 @@
+"""Tables owned by ca/: authorities, their key generations, issued certificates, service keys.
+
+A CA is a *name* with key generations (DESIGN.md): issuance uses the newest generation, and URLs
+(CRL DP, AIA) are built from the name, so an issuing-CA key rollover changes no URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UTCDateTime
+
+
+class Authority(Base):
+    __tablename__ = "ca_authority"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("ca_authority.id"))
+    profile: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Generation(Base):
+    """One key of a CA and the certificate for it."""
+
+    __tablename__ = "ca_generation"
+    __table_args__ = (UniqueConstraint("authority_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    key_uri: Mapped[str] = mapped_column(String(512))
+    # The row in the issuer's certificate store (self-issued for a root), whose status says
+    # whether this generation may still issue.
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("ca_certificate.id"))
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Certificate(Base):
+    """Every certificate a CA signed or was about to sign.
+
+    ``state`` is ``pending`` from the moment the serial and TBS bytes are committed until the
+    signed certificate is stored (``issued``); a crash in between leaves the pending row as the
+    record of what was about to be signed (Boulder's order).
+    """
+
+    __tablename__ = "ca_certificate"
+    __table_args__ = (UniqueConstraint("authority_id", "serial", name="uq_ca_certificate_serial"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"), index=True)
+    # The issuer generation that signed it (not a foreign key: generations point back here).
+    generation_id: Mapped[int | None] = mapped_column(Integer)
+    # Lower-case hex without leading zeros: up to 20 octets fit no SQL integer type.
+    serial: Mapped[str] = mapped_column(String(40), index=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    key_type: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # pending | issued
+    tbs_der: Mapped[bytes] = mapped_column(LargeBinary)
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="good")  # good | revoked | hold
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    subscriber_ref: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServiceKey(Base):
+    """A key that speaks for a CA without being a CA: its OCSP signer, the TSA."""
+
+    __tablename__ = "ca_service_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))  # ocsp-signer | tsa
+    authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"))
+    key_uri: Mapped[str] = mapped_column(String(512))
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("ca_certificate.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,227 @@
+"""Building the to-be-signed certificate and putting the real signature on it.
+
+Route (b) of DESIGN.md: pyca's builder signs with a throwaway key of the issuer's algorithm, which
+gives the exact TBS bytes (with the real issuer name, AKI and signature algorithm); those bytes
+are linted, recorded, and then signed by the issuer's key wherever it lives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from ca.der import assemble_signed, signature_algorithm_of
+from hsm.algorithms import KeyType, algorithm
+from hsm.signer import Signer, SoftwareSigner
+
+_EKU = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "documentSigning": ObjectIdentifier("1.3.6.1.5.5.7.3.36"),
+}
+
+_KU_FIELDS = {
+    "digitalSignature": "digital_signature",
+    "nonRepudiation": "content_commitment",
+    "contentCommitment": "content_commitment",
+    "keyEncipherment": "key_encipherment",
+    "dataEncipherment": "data_encipherment",
+    "keyAgreement": "key_agreement",
+    "keyCertSign": "key_cert_sign",
+    "cRLSign": "crl_sign",
+    "encipherOnly": "encipher_only",
+    "decipherOnly": "decipher_only",
+}
+
+_ATTRS = {
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "CN": NameOID.COMMON_NAME,
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+}
+
+
+@dataclass(frozen=True)
+class ExtensionPlan:
+    """The extensions a profile asks for, resolved for one key family and one CA's URLs."""
+
+    key_usage: tuple[str, ...]
+    key_usage_critical: bool = True
+    extended_key_usage: tuple[str, ...] = ()
+    eku_critical: bool = False
+    is_ca: bool = False
+    path_length: int | None = None
+    policy_oids: tuple[str, ...] = ()
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+    ca_issuers_url: str | None = None
+    ocsp_nocheck: bool = False
+    san_dns: tuple[str, ...] = ()
+    san_ip: tuple[str, ...] = ()
+    san_email: tuple[str, ...] = ()
+    extra: tuple[tuple[x509.ExtensionType, bool], ...] = field(default=())
+
+
+def build_name(attributes: list[tuple[str, str]]) -> x509.Name:
+    """C as PrintableString (RFC 5280 App. A), everything else UTF8String: Chinese names intact."""
+    rdns = []
+    for short, value in attributes:
+        oid = _ATTRS[short]
+        if short in ("C", "serialNumber"):
+            attr = x509.NameAttribute(oid, value, _type=x509.name._ASN1Type.PrintableString)
+        elif short == "emailAddress":
+            attr = x509.NameAttribute(oid, value, _type=x509.name._ASN1Type.IA5String)
+        else:
+            attr = x509.NameAttribute(oid, value, _type=x509.name._ASN1Type.UTF8String)
+        rdns.append(x509.RelativeDistinguishedName([attr]))
+    return x509.Name(rdns)
+
+
+def _key_usage(names: tuple[str, ...]) -> x509.KeyUsage:
+    flags = dict.fromkeys(set(_KU_FIELDS.values()), False)
+    for n in names:
+        flags[_KU_FIELDS[n]] = True
+    return x509.KeyUsage(**flags)
+
+
+def eku_oid(name: str) -> ObjectIdentifier:
+    return _EKU[name] if name in _EKU else ObjectIdentifier(name)
+
+
+def extensions_for(
+    plan: ExtensionPlan,
+    subject_public_key: CertificatePublicKeyTypes,
+    issuer_ski: bytes | None,
+) -> list[tuple[x509.ExtensionType, bool]]:
+    exts: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=plan.is_ca, path_length=plan.path_length if plan.is_ca else None),
+         True),
+        (_key_usage(plan.key_usage), plan.key_usage_critical),
+    ]
+    if plan.extended_key_usage:
+        exts.append((x509.ExtendedKeyUsage([eku_oid(e) for e in plan.extended_key_usage]),
+                     plan.eku_critical))
+    exts.append((x509.SubjectKeyIdentifier.from_public_key(subject_public_key), False))
+    if issuer_ski is not None:
+        exts.append((x509.AuthorityKeyIdentifier(issuer_ski, None, None), False))
+    if plan.policy_oids:
+        exts.append((x509.CertificatePolicies(
+            [x509.PolicyInformation(ObjectIdentifier(o), None) for o in plan.policy_oids]), False))
+    if plan.crl_url:
+        exts.append((x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(plan.crl_url)], None, None, None)]), False))
+    aia = []
+    if plan.ocsp_url:
+        aia.append(x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(plan.ocsp_url)))
+    if plan.ca_issuers_url:
+        aia.append(x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier(plan.ca_issuers_url)))
+    if aia:
+        exts.append((x509.AuthorityInformationAccess(aia), False))
+    san: list[x509.GeneralName] = [x509.DNSName(d) for d in plan.san_dns]
+    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in plan.san_ip]
+    san += [x509.RFC822Name(e) for e in plan.san_email]
+    if san:
+        exts.append((x509.SubjectAlternativeName(san), False))
+    if plan.ocsp_nocheck:
+        exts.append((x509.OCSPNoCheck(), False))
+    exts.extend(plan.extra)
+    return exts
+
+
+_throwaway: dict[KeyType, SoftwareSigner] = {}
+_throwaway_lock = threading.Lock()
+
+
+def throwaway_signer(key_type: KeyType) -> SoftwareSigner:
+    """A per-process key of the issuer's algorithm, used only to get pyca to emit TBS bytes."""
+    with _throwaway_lock:
+        signer = _throwaway.get(key_type)
+        if signer is None:
+            signer = SoftwareSigner(
+                f"throwaway:{key_type.value}", algorithm(key_type).generate_software_key()
+            )
+            _throwaway[key_type] = signer
+        return signer
+
+
+@dataclass(frozen=True)
+class ToBeSigned:
+    tbs_der: bytes
+    algorithm_der: bytes
+    lint_der: bytes  # the throwaway-signed certificate pkilint reads
+
+
+def build_tbs(
+    *,
+    issuer_name: x509.Name,
+    issuer_key_type: KeyType,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> ToBeSigned:
+    builder = (
+        x509.CertificateBuilder()
+        .issuer_name(issuer_name)
+        .subject_name(subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical)
+    throwaway = throwaway_signer(issuer_key_type)
+    cert = builder.sign(
+        throwaway.as_private_key(),  # type: ignore[arg-type]
+        algorithm(issuer_key_type).hash_algorithm(),
+    )
+    der = cert.public_bytes(Encoding.DER)
+    return ToBeSigned(cert.tbs_certificate_bytes, signature_algorithm_of(der), der)
+
+
+def sign_tbs(tbs: ToBeSigned, signer: Signer, issuer_public_key: CertificateIssuerPublicKeyTypes
+             ) -> x509.Certificate:
+    """Sign the recorded TBS bytes with the real key and check the result before anyone sees it."""
+    hash_algorithm = algorithm(signer.key_type).hash_algorithm()
+    signature = signer.sign(tbs.tbs_der, hash_algorithm)
+    verify_signature(issuer_public_key, signature, tbs.tbs_der, hash_algorithm)
+    return x509.load_der_x509_certificate(
+        assemble_signed(tbs.tbs_der, tbs.algorithm_der, signature)
+    )
+
+
+def verify_signature(public_key: CertificateIssuerPublicKeyTypes, signature: bytes, data: bytes,
+                     hash_algorithm: hashes.HashAlgorithm) -> None:
+    """Raises InvalidSignature: a key that signs wrongly must never produce a certificate."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+    else:
+        raise TypeError(f"unsupported issuer key {type(public_key).__name__}")

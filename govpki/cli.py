@@ -1,0 +1,153 @@
+"""The `govpki` command: mounts every package's click group; the one place where errors
+become one-line messages and exit codes (never a stack trace)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ca.cli import DEMO_CEREMONY, ca_group, run_ceremony_file
+from ca.context import CaContext
+from core.errors import GovpkiError
+from govpki.migrations import all_version_locations
+
+EXIT_ERROR = 1
+
+
+class GovpkiGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GovpkiError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=GovpkiGroup)
+@click.version_option(package_name="govpki")
+def cli() -> None:
+    """govpki — 青海省电子政务数字证书系统 (provincial government PKI)."""
+
+
+cli.add_command(ca_group)
+
+
+@cli.command("init")
+@click.option("--ceremony", "ceremony_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None, help="Ceremony file (default: the demo hierarchy).")
+@click.option("--if-empty", is_flag=True,
+              help="Do nothing (exit 0) when the home already holds a CA, as `make run` needs.")
+def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
+    """Initialise an empty GOVPKI_HOME: schema, then the demo key ceremony (初始化)."""
+    from ca.setup import is_initialised
+    from core.config import home_from_env
+
+    home = home_from_env()
+    if if_empty and is_initialised():
+        click.echo(f"{home} is already initialised", err=True)
+        return
+    click.echo(f"initialising {home}", err=True)
+    file = ceremony_file or DEMO_CEREMONY
+    # The demo runs on file keys; without GOVPKI_KEY_PASSPHRASE a 0600 passphrase file is made.
+    run_ceremony_file(file, None, None, "GOVPKI_PKCS11_PIN", demo_secret=True,
+                      locations=all_version_locations())
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema (alembic migrations of every package)."""
+
+
+def _upgrade() -> None:
+    from core import migrate
+
+    ctx = CaContext.open()
+    try:
+        migrate.upgrade(ctx.engine, all_version_locations())
+    finally:
+        ctx.close()
+
+
+@db_group.command("upgrade")
+def db_upgrade_cmd() -> None:
+    """Create or upgrade the schema to the newest revision."""
+    _upgrade()
+    click.echo("database schema is up to date")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """Tamper-evident audit log (审计日志)."""
+
+
+@audit_group.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify_cmd(as_json: bool) -> None:
+    """Walk the hash chain against the signed checkpoints; name the first problem."""
+    import dataclasses
+    import json
+
+    from core.audit import verify_chain
+    from core.db import transaction
+
+    ctx = CaContext.open()
+    try:
+        public_key = ctx.keyring.get(ctx.config.audit.key_uri).public_key()
+        with transaction(ctx.sessions) as session:
+            report = verify_chain(
+                session, ctx.config.path(ctx.config.audit.checkpoint_file), public_key
+            )
+    finally:
+        ctx.close()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), ensure_ascii=False))
+    else:
+        state = "OK" if report.ok else "FAILED"
+        click.echo(f"audit log {state}: {report.events_checked} events, "
+                   f"{report.checkpoints_checked} checkpoints, last seq {report.last_seq}, "
+                   f"checkpointed up to {report.checkpointed_seq}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        if report.first_problem:
+            click.echo(f"first problem: {report.first_problem}")
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@audit_group.command("checkpoint")
+def audit_checkpoint_cmd() -> None:
+    """Sign the chain head now (run from a timer; archive the checkpoint file)."""
+    from ca.cli import checkpoint
+
+    ctx = CaContext.open()
+    try:
+        checkpoint(ctx)
+    finally:
+        ctx.close()
+    click.echo("checkpoint written")
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Listen address (default from govpki.toml).")
+@click.option("--port", type=int, default=None, help="Listen port (default from govpki.toml).")
+def serve_cmd(host: str | None, port: int | None) -> None:
+    """Serve the HTTP endpoints (CA certificates now; CRL, OCSP, TSA, RA come with their issues)."""
+    from core.config import load_config
+    from govpki.wsgi import create_app
+
+    config = load_config()
+    app = create_app(config)
+    from werkzeug.serving import run_simple
+
+    run_simple(host or config.listen_host, port or config.listen_port, app, threaded=True)
+
+
+def main() -> None:
+    cli(prog_name="govpki")
+
+
+if __name__ == "__main__":
+    main()

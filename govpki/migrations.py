@@ -1,0 +1,7 @@
+"""Every package's migration directory, for `govpki db upgrade` and `govpki init`."""
+
+from ca.context import version_locations
+
+
+def all_version_locations() -> list[str]:
+    return version_locations()

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 from cryptography import x509
@@ -65,7 +66,7 @@ def profiles_cmd(as_json: bool) -> None:
 @click.option("--days", type=int, default=None, help="Validity, at most the profile's.")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the certificate PEM here instead of standard output.")
-def issue_cmd(ca_name: str, profile: str, csr_file: click.utils.LazyFile, subject: str,
+def issue_cmd(ca_name: str, profile: str, csr_file: BinaryIO, subject: str,
               san_dns: tuple[str, ...], san_ip: tuple[str, ...], san_email: tuple[str, ...],
               days: int | None, out: str | None) -> None:
     """Issue a certificate from a CSR (签发证书)."""

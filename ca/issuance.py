@@ -109,7 +109,7 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise InvalidCsr(f"CSR does not parse: {_first_line(exc)}") from None
     try:
         valid = csr.is_signature_valid
@@ -188,7 +188,7 @@ def issue_certificate(ctx: CaContext, request: CertificateRequest) -> IssuedCert
                         san_email=request.san_email)
         return sign_and_record(
             ctx, issuer=issuer, profile=profile, plan=plan, subject=subject,
-            public_key=public_key,  # type: ignore[arg-type]
+            public_key=public_key,
             validity_days=_validity(profile, request.validity_days),
             requested_by=request.requested_by, subscriber_ref=request.subscriber_ref,
         )
@@ -243,7 +243,7 @@ def sign_and_record(
         not_after = min(not_after, issuer.not_after)                  # step 4
     if not_after <= now:
         raise IssuerUnavailable(f"CA '{issuer.name}' expires before the certificate would start")
-    subject_key_type = key_type_of(public_key)  # type: ignore[arg-type]
+    subject_key_type = key_type_of(public_key)
     issuer_ski = issuer.ski
     if self_signed:
         issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest

@@ -199,7 +199,7 @@ def build_tbs(
     throwaway = throwaway_signer(issuer_key_type)
     cert = builder.sign(
         throwaway.as_private_key(),  # type: ignore[arg-type]
-        algorithm(issuer_key_type).hash_algorithm(),
+        algorithm(issuer_key_type).hash_algorithm(),  # type: ignore[arg-type]
     )
     der = cert.public_bytes(Encoding.DER)
     return ToBeSigned(cert.tbs_certificate_bytes, signature_algorithm_of(der), der)

@@ -71,7 +71,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"unknown configuration key '{where}{key}'", key=f"{where}{key}")
         expected = type(fields[key].default) if fields[key].default is not dataclasses.MISSING \
             else str
-        if not isinstance(value, expected):
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
             raise ConfigError(
                 f"configuration key '{where}{key}' must be {expected.__name__}", key=f"{where}{key}"
             )
@@ -105,8 +105,12 @@ def load_config(home: Path | None = None) -> Config:
     for key in ("public_base_url", "listen_host", "database_url"):
         if key in kwargs and not isinstance(kwargs[key], str):
             raise ConfigError(f"configuration key '{key}' must be str", key=key)
-    if "listen_port" in kwargs and not isinstance(kwargs["listen_port"], int):
+    port = kwargs.get("listen_port", DEFAULT_PORT)
+    if not isinstance(port, int) or isinstance(port, bool):
         raise ConfigError("configuration key 'listen_port' must be int", key="listen_port")
+    if not 0 < port < 65536:
+        raise ConfigError("configuration key 'listen_port' must be a port number (1-65535)",
+                          key="listen_port")
     env_url = os.environ.get("GOVPKI_DATABASE_URL")
     if env_url:
         kwargs["database_url"] = env_url

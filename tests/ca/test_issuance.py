@@ -53,11 +53,12 @@ def test_profile_passes_openssl_pkilint_certvalidator(pki, profile_name, tmp_pat
 
     with transaction(pki.ctx.sessions) as session:
         chain = chain_der(session, ca)
-    vc = ValidationContext(trust_roots=[chain[-1]], other_certs=chain[:-1],
+    chain_objs = [asn1_x509.Certificate.load(d) for d in chain]
+    vc = ValidationContext(trust_roots=[chain_objs[-1]], other_certs=chain_objs[:-1],
                            allow_fetching=False, revocation_mode="soft-fail")
-    path = asyncio.run(CertificateValidator(issued.der, validation_context=vc)
-                       .async_validate_path())
-    assert path.pkix_len == len(chain) + 1
+    path = asyncio.run(CertificateValidator(asn1_x509.Certificate.load(issued.der),
+                                            validation_context=vc).async_validate_path())
+    assert path.pkix_len == len(chain)  # leaf + intermediates; the root is the anchor
 
     assert cert.serial_number.bit_length() > 64
     assert cert.serial_number > 0

@@ -134,8 +134,6 @@ def test_section_must_be_a_table(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="core.config accepts a TOML boolean where an int is due "
-                   "(bool is an int subclass); remove this mark when that is fixed")
 def test_boolean_is_not_a_port(tmp_path: Path) -> None:
     write(tmp_path, "listen_port = true\n")
     with pytest.raises(ConfigError, match="listen_port"):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,7 +44,7 @@ from ca.tbs import ExtensionPlan, build_name, build_tbs, extensions_for, sign_tb
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
-from hsm.algorithms import KeyType, algorithm, key_type_of
+from hsm.algorithms import KeyType, key_type_of
 from hsm.errors import HsmError, UnsupportedKeyType
 from hsm.signer import Signer
 from policies.names import parse_subject
@@ -87,6 +89,17 @@ class IssuedCertificate:
 
 
 @dataclass(frozen=True)
+class ChainLink:
+    """One CA certificate on the way to the root: its row (whose status can change) and
+    validity (which cannot)."""
+
+    ca: str
+    certificate_id: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+@dataclass(frozen=True)
 class Issuer:
     """The issuing side of one issuance: which CA, which generation, which key."""
 
@@ -98,6 +111,32 @@ class Issuer:
     public_key: CertificateIssuerPublicKeyTypes
     not_after: dt.datetime | None
     signer: Signer
+    chain: tuple[ChainLink, ...] = ()
+
+    def check_usable(self, session: Session, now: dt.datetime) -> None:
+        """Refuse if this CA or any above it is outside its validity, revoked or on hold.
+
+        Validity comes from the (cached) chain; status is read fresh in the caller's
+        transaction with one query, so a revocation that committed first is always seen.
+        """
+        for link in self.chain:
+            if not (link.not_before <= now < link.not_after):
+                raise IssuerUnavailable(
+                    f"CA '{link.ca}' certificate is not valid now "
+                    f"(valid {link.not_before:%Y-%m-%d} to {link.not_after:%Y-%m-%d})",
+                    ca=link.ca,
+                )
+        if not self.chain:
+            return
+        ids = [link.certificate_id for link in self.chain]
+        statuses = dict(session.execute(
+            select(Certificate.id, Certificate.status).where(Certificate.id.in_(ids))
+        ).tuples().all())
+        for link in self.chain:
+            status = statuses.get(link.certificate_id, "good")
+            if status != "good":
+                state = "revoked" if status == "revoked" else "suspended"
+                raise IssuerUnavailable(f"CA '{link.ca}' is {state}", ca=link.ca)
 
 
 def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
@@ -139,25 +178,59 @@ def check_key(public_key: object, profile: Profile) -> KeyType:
     return key_type
 
 
+# Issuer data that cannot change while a generation lives (names, keys, validity) is cached per
+# process; status is read in every issuance's own transaction (Issuer.check_usable). A key
+# rollover (a new generation) is picked up when the entry expires.
+ISSUER_CACHE_SECONDS = 30.0
+_issuer_cache: dict[tuple[int, str], tuple[float, Issuer]] = {}
+_issuer_cache_lock = threading.Lock()
+
+
 def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime) -> Issuer:
     """The newest generation of CA ``name``, refused if it or any CA above it is unusable."""
+    issuer = cached_issuer(ctx, name, session)
+    issuer.check_usable(session, now)
+    return issuer
+
+
+def cached_issuer(ctx: CaContext, name: str, session: Session | None = None) -> Issuer:
+    """Issuer data from the cache, read (in ``session`` or a transaction of its own) on a miss.
+
+    Callers must still run :meth:`Issuer.check_usable` in the transaction that reserves the
+    serial: the cache holds nothing that revocation can change.
+    """
+    key = (id(ctx), name)
+    with _issuer_cache_lock:
+        cached = _issuer_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    if session is None:
+        with transaction(ctx.sessions) as own:
+            issuer = _read_issuer(own, ctx, name)
+    else:
+        issuer = _read_issuer(session, ctx, name)
+    with _issuer_cache_lock:
+        _issuer_cache[key] = (time.monotonic() + ISSUER_CACHE_SECONDS, issuer)
+    return issuer
+
+
+def forget_issuers() -> None:
+    """Drop cached issuer data (after a ceremony or rollover in this process)."""
+    with _issuer_cache_lock:
+        _issuer_cache.clear()
+
+
+def _read_issuer(session: Session, ctx: CaContext, name: str) -> Issuer:
     from ca.store import authority_row, current_generation
 
     auth = authority_row(session, name)
     gen = current_generation(session, auth)
+    chain: list[ChainLink] = []
     walk: Authority | None = auth
     walk_gen: Generation = gen
     while walk is not None:
-        if not (walk_gen.not_before <= now < walk_gen.not_after):
-            raise IssuerUnavailable(
-                f"CA '{walk.name}' certificate is not valid now "
-                f"(valid {walk_gen.not_before:%Y-%m-%d} to {walk_gen.not_after:%Y-%m-%d})",
-                ca=walk.name,
-            )
-        row = session.get(Certificate, walk_gen.certificate_id)
-        if row is not None and row.status != "good":
-            state = "revoked" if row.status == "revoked" else "suspended"
-            raise IssuerUnavailable(f"CA '{walk.name}' is {state}", ca=walk.name)
+        chain.append(ChainLink(walk.name, walk_gen.certificate_id, walk_gen.not_before,
+                               walk_gen.not_after))
         walk = session.get(Authority, walk.parent_id) if walk.parent_id else None
         if walk is not None:
             walk_gen = current_generation(session, walk)
@@ -167,7 +240,7 @@ def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime) -
         authority_id=auth.id, name=auth.name, generation_id=gen.id, subject=cert.subject,
         ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
         public_key=cert.public_key(),  # type: ignore[arg-type]
-        not_after=gen.not_after, signer=signer,
+        not_after=gen.not_after, signer=signer, chain=tuple(chain),
     )
 
 
@@ -180,9 +253,7 @@ def issue_certificate(ctx: CaContext, request: CertificateRequest) -> IssuedCert
         check_key(public_key, profile)
         subject_attrs = parse_subject(request.subject, profile.subject_rules)   # step 3
         subject = build_name(subject_attrs)
-        now = utcnow()
-        with transaction(ctx.sessions) as session:
-            issuer = load_issuer(session, ctx, request.ca, now)
+        issuer = cached_issuer(ctx, request.ca)  # usable? checked when the serial is reserved
         plan = plan_for(profile, public_key, ctx.config.public_base_url, issuer.name,
                         san_dns=request.san_dns, san_ip=request.san_ip,
                         san_email=request.san_email)
@@ -266,21 +337,15 @@ def sign_and_record(
             )
         try:
             with transaction(ctx.sessions) as session:                   # step 7
-                row = Certificate(
+                if not self_signed:
+                    issuer.check_usable(session, now)  # revoked since load_issuer? refuse
+                row_id = session.execute(insert(Certificate).values(
                     authority_id=issuer.authority_id, generation_id=issuer.generation_id,
                     serial=format(serial, "x"), profile=profile.name, subject=subject_text,
                     key_type=subject_key_type.value, state="pending", tbs_der=tbs.tbs_der,
                     not_before=not_before, not_after=not_after, status="good",
                     requested_by=requested_by, subscriber_ref=subscriber_ref, created_at=now,
-                )
-                session.add(row)
-                session.flush()
-                row_id = row.id
-                audit.record_event(
-                    session, actor=requested_by, action="ca.serial-reserved",
-                    object_type="certificate", object_id=f"{issuer.name}/{serial:x}",
-                    outcome="success", details={"profile": profile.name, "subject": subject_text},
-                )
+                ).returning(Certificate.id)).scalar_one()
             break
         except IntegrityError:
             continue  # serial collision under one issuer: astronomically rare, try again
@@ -294,17 +359,14 @@ def sign_and_record(
         raise
     der = cert.public_bytes(Encoding.DER)
     with transaction(ctx.sessions) as session:
-        stored = session.get(Certificate, row_id)
-        assert stored is not None
-        stored.state = "issued"
-        stored.certificate_der = der
-        stored.issued_at = utcnow()
+        session.execute(update(Certificate).where(Certificate.id == row_id).values(
+            state="issued", certificate_der=der, issued_at=utcnow()))
         audit.record_event(
             session, actor=requested_by, action="ca.issue", object_type="certificate",
             object_id=f"{issuer.name}/{serial:x}", outcome="success",
             details={"profile": profile.name, "subject": subject_text,
                      "not_after": not_after.isoformat(), "key_type": subject_key_type.value,
-                     "subscriber_ref": subscriber_ref},
+                     "subscriber_ref": subscriber_ref, "reserved_at": now.isoformat()},
         )
     return IssuedCertificate(
         ca=issuer.name, serial=format(serial, "x"), profile=profile.name, subject=subject_text,
@@ -320,7 +382,6 @@ def pending_certificates(session: Session) -> list[Certificate]:
 __all__ = [
     "CertificateRequest",
     "IssuedCertificate",
-    "algorithm",
     "issue_certificate",
     "parse_csr",
 ]

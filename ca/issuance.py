@@ -119,6 +119,10 @@ class Issuer:
         Validity comes from the (cached) chain; status is read fresh in the caller's
         transaction with one query, so a revocation that committed first is always seen.
         """
+        self.check_validity(now)
+        self.check_status(session)
+
+    def check_validity(self, now: dt.datetime) -> None:
         for link in self.chain:
             if not (link.not_before <= now < link.not_after):
                 raise IssuerUnavailable(
@@ -126,12 +130,14 @@ class Issuer:
                     f"(valid {link.not_before:%Y-%m-%d} to {link.not_after:%Y-%m-%d})",
                     ca=link.ca,
                 )
+
+    def check_status(self, session: Session) -> None:
         if not self.chain:
             return
         ids = [link.certificate_id for link in self.chain]
         statuses = dict(session.execute(
             select(Certificate.id, Certificate.status).where(Certificate.id.in_(ids))
-        ).tuples().all())
+        ).all())
         for link in self.chain:
             status = statuses.get(link.certificate_id, "good")
             if status != "good":
@@ -308,6 +314,7 @@ def sign_and_record(
 ) -> IssuedCertificate:
     """Steps 4-8, shared by requests and by the key ceremony (which has no CSR)."""
     now = utcnow().replace(microsecond=0)
+    issuer.check_validity(now)
     not_before = now - BACKDATE
     not_after = not_before + dt.timedelta(days=validity_days)
     if issuer.not_after is not None:
@@ -337,8 +344,7 @@ def sign_and_record(
             )
         try:
             with transaction(ctx.sessions) as session:                   # step 7
-                if not self_signed:
-                    issuer.check_usable(session, now)  # revoked since load_issuer? refuse
+                issuer.check_status(session)  # revoked or held since it was loaded? refuse
                 row_id = session.execute(insert(Certificate).values(
                     authority_id=issuer.authority_id, generation_id=issuer.generation_id,
                     serial=format(serial, "x"), profile=profile.name, subject=subject_text,

@@ -166,8 +166,14 @@ def build(home: Path, db_url: str, keys: str, token: dict[str, str] | None) -> C
 # --------------------------------------------------------------------------------------------
 # measurements
 
-def _pipeline_worker(args: tuple[str, str, str, str, int, str | None]) -> float:
-    home, db_url, keys, ca, count, token_json = args
+def _wait(start_at: float | None) -> None:
+    """Parallel workers warm up, then start together, so spawn time is not measured."""
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+
+
+def _pipeline_worker(args: tuple) -> tuple[float, float]:
+    home, db_url, keys, ca, count, token_json, start_at = args
     token = json.loads(token_json) if token_json else None
     keyring, ks, _uri = keyring_for(Path(home), keys, token)
     config = Config(home=Path(home), database_url=db_url, keystore=ks)
@@ -176,28 +182,32 @@ def _pipeline_worker(args: tuple[str, str, str, str, int, str | None]) -> float:
     request = CertificateRequest(ca=ca, profile="official-signing", csr=csr, subject=SUBJECT,
                                  requested_by="bench")
     issue_certificate(ctx, request)  # warm caches (lint validator, key, throwaway key)
-    start = time.perf_counter()
+    _wait(start_at)
+    start = time.time()
     for _ in range(count):
         issue_certificate(ctx, request)
-    elapsed = time.perf_counter() - start
+    end = time.time()
     ctx.close()
-    return elapsed
+    return start, end
 
 
 def run_parallel(fn, args_list: list) -> float:
-    """Wall time for all workers to finish their share (spawned, so nothing is shared)."""
-    if len(args_list) == 1:
-        return fn(args_list[0])
+    """Seconds from the first worker's start to the last one's end (spawned processes that
+    warm up first and then start at one agreed moment)."""
     ctx = mp.get_context("spawn")
-    start = time.perf_counter()
+    start_at = time.time() + 8.0
     with ctx.Pool(len(args_list)) as pool:
-        pool.map(fn, args_list)
-    return time.perf_counter() - start
+        spans = pool.map(fn, [(*a, start_at) for a in args_list])
+    return max(e for _, e in spans) - min(s for s, _ in spans)
 
 
-def _limit_worker(args: tuple[str, int]) -> float:
+def elapsed(span: tuple[float, float]) -> float:
+    return span[1] - span[0]
+
+
+def _limit_worker(args: tuple) -> tuple[float, float]:
     """Raw pyca parse + build + sign with the full extension set + one pkilint run per cert."""
-    key_type, count = args
+    key_type, count, start_at = args
     issuer_key = (ec.generate_private_key(ec.SECP256R1()) if key_type == "ec-p256"
                   else rsa.generate_private_key(65537, 2048))
     issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Limit CA")])
@@ -222,10 +232,11 @@ def _limit_worker(args: tuple[str, int]) -> float:
         lint_certificate(cert.public_bytes(serialization.Encoding.DER))
 
     one()
-    start = time.perf_counter()
+    _wait(start_at)
+    start = time.time()
     for _ in range(count):
         one()
-    return time.perf_counter() - start
+    return start, time.time()
 
 
 def openssl_ca_loop(base: Path, count: int, key_type: str) -> float:
@@ -329,7 +340,7 @@ def main() -> None:
                 ctx = build(home, url, keys, token)
                 for ca, key_type in (("ec", "ec-p256"), ("rsa", "rsa-2048")):
                     tj = json.dumps(token) if keys == "softhsm" else None
-                    one = _pipeline_worker((str(home), url, keys, ca, count, tj))
+                    one = elapsed(_pipeline_worker((str(home), url, keys, ca, count, tj, None)))
                     rates[f"pipeline.{db}.{keys}.{key_type}.1proc"] = count / one
                     if db == "postgres":
                         per = max(1, count // procs)
@@ -349,7 +360,8 @@ def main() -> None:
             if pg:
                 drop_pg(pg)
         for key_type in ("ec-p256", "rsa-2048"):
-            rates[f"limit.{key_type}.1proc"] = count / _limit_worker((key_type, count))
+            rates[f"limit.{key_type}.1proc"] = count / elapsed(
+                _limit_worker((key_type, count, None)))
             per = max(1, count // procs)
             wall = run_parallel(_limit_worker, [(key_type, per) for _ in range(procs)])
             rates[f"limit.{key_type}.{procs}proc"] = per * procs / wall

@@ -19,6 +19,7 @@ from ca.context import CaContext, default_actor
 from ca.issuance import CertificateRequest, issue_certificate
 from ca.store import find_certificate, list_authorities, list_certificates
 from core.db import transaction
+from hsm.keystore import KeyRing, open_keyring, open_pkcs11_store
 from policies.profiles import load_profiles
 
 DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonies" / "demo.yaml"
@@ -189,10 +190,16 @@ def run_ceremony_file(file: Path, pkcs11_module: str | None, token_label: str | 
     from ca.setup import prepare_home
 
     spec = load_ceremony(file)
+    token_store = None
+    if pkcs11_module and token_label:
+        # Log in before anything is written: a wrong PIN or label must leave the home untouched.
+        token_store = open_pkcs11_store(pkcs11_module, token_label, pin_env)
     config, key_uri = prepare_home(pkcs11_module, token_label, pin_env,
                                    audit_label=spec.audit_key.label if spec.audit_key else None,
                                    demo_secret=demo_secret, locations=locations)
-    ctx = CaContext.open(config)
+    keyring = open_keyring(config) if token_store is None else KeyRing(
+        [*open_keyring(config, with_pkcs11=False).stores, token_store])
+    ctx = CaContext.open(config, keyring=keyring)
     try:
         result = run_ceremony(ctx, spec, key_uri=key_uri, actor=default_actor(),
                               progress=lambda m: click.echo(f"  {m}", err=True))

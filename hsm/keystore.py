@@ -54,6 +54,10 @@ class KeyRing:
     def add(self, store: KeyStore) -> None:
         self._stores[store.scheme] = store
 
+    @property
+    def stores(self) -> list[KeyStore]:
+        return list(self._stores.values())
+
 
 def open_pkcs11_store(module: str, token_label: str, pin_env: str) -> KeyStore:
     from hsm.pkcs11_store import Pkcs11KeyStore  # imported lazily: python-pkcs11 loads a C library
@@ -61,7 +65,7 @@ def open_pkcs11_store(module: str, token_label: str, pin_env: str) -> KeyStore:
     return Pkcs11KeyStore(module, token_label, pin_env=pin_env)
 
 
-def open_keyring(config: Config) -> KeyRing:
+def open_keyring(config: Config, *, with_pkcs11: bool = True) -> KeyRing:
     """The software store is always there (audit key in the demo); PKCS#11 when configured."""
     ks: KeyStoreConfig = config.keystore
     stores: list[KeyStore] = [
@@ -71,7 +75,7 @@ def open_keyring(config: Config) -> KeyRing:
             passphrase_file=config.path(ks.passphrase_file) if ks.passphrase_file else None,
         )
     ]
-    if ks.type == "pkcs11" or ks.pkcs11_module:
+    if with_pkcs11 and (ks.type == "pkcs11" or ks.pkcs11_module):
         stores.append(open_pkcs11_store(ks.pkcs11_module, ks.token_label, ks.pin_env))
     return KeyRing(stores)
 

@@ -39,7 +39,12 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from ca.ceremony import parse_ceremony, run_ceremony  # noqa: E402
 from ca.context import CaContext, version_locations  # noqa: E402
-from ca.issuance import CertificateRequest, issue_certificate, new_serial  # noqa: E402
+from ca.issuance import (  # noqa: E402
+    CertificateRequest,
+    issue_certificate,
+    issue_certificates,
+    new_serial,
+)
 from ca.lint import lint_certificate  # noqa: E402
 from ca.plan import plan_for  # noqa: E402
 from ca.tbs import build_name, extensions_for  # noqa: E402
@@ -172,8 +177,13 @@ def _wait(start_at: float | None) -> None:
         time.sleep(max(0.0, start_at - time.time()))
 
 
+BATCH = 50
+
+
 def _pipeline_worker(args: tuple) -> tuple[float, float]:
-    home, db_url, keys, ca, count, token_json, start_at = args
+    """One process issuing ``count`` certificates, one request per call (batch=1) or in
+    batches through issue_certificates (bulk enrollment)."""
+    home, db_url, keys, ca, count, token_json, batch, start_at = args
     token = json.loads(token_json) if token_json else None
     keyring, ks, _uri = keyring_for(Path(home), keys, token)
     config = Config(home=Path(home), database_url=db_url, keystore=ks)
@@ -184,8 +194,13 @@ def _pipeline_worker(args: tuple) -> tuple[float, float]:
     issue_certificate(ctx, request)  # warm caches (lint validator, key, throwaway key)
     _wait(start_at)
     start = time.time()
-    for _ in range(count):
-        issue_certificate(ctx, request)
+    if batch == 1:
+        for _ in range(count):
+            issue_certificate(ctx, request)
+    else:
+        for done in range(0, count, batch):
+            results = issue_certificates(ctx, [request] * min(batch, count - done))
+            assert not any(isinstance(r, Exception) for r in results)
     end = time.time()
     ctx.close()
     return start, end
@@ -340,13 +355,17 @@ def main() -> None:
                 ctx = build(home, url, keys, token)
                 for ca, key_type in (("ec", "ec-p256"), ("rsa", "rsa-2048")):
                     tj = json.dumps(token) if keys == "softhsm" else None
-                    one = elapsed(_pipeline_worker((str(home), url, keys, ca, count, tj, None)))
-                    rates[f"pipeline.{db}.{keys}.{key_type}.1proc"] = count / one
-                    if db == "postgres":
-                        per = max(1, count // procs)
-                        wall = run_parallel(_pipeline_worker, [
-                            (str(home), url, keys, ca, per, tj) for _ in range(procs)])
-                        rates[f"pipeline.{db}.{keys}.{key_type}.{procs}proc"] = per * procs / wall
+                    for batch in (1, BATCH):
+                        name = f"pipeline.{db}.{keys}.{key_type}.batch{batch}"
+                        one = elapsed(_pipeline_worker(
+                            (str(home), url, keys, ca, count, tj, batch, None)))
+                        rates[f"{name}.1proc"] = count / one
+                        if db == "postgres":
+                            per = max(1, count // procs)
+                            wall = run_parallel(_pipeline_worker, [
+                                (str(home), url, keys, ca, per, tj, batch)
+                                for _ in range(procs)])
+                            rates[f"{name}.{procs}proc"] = per * procs / wall
                     if keys == "softhsm":
                         from ca.store import get_authority
                         from core.db import transaction

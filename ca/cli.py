@@ -47,7 +47,8 @@ def profiles_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({n: {"key_types": list(p.key_types),
                                    "validity_days": p.validity_days,
-                                   "description": p.description}
+                                   "description": {"en": p.description.en,
+                                                   "zh": p.description.zh}}
                                for n, p in sorted(profiles.items())}, ensure_ascii=False))
         return
     for name, p in sorted(profiles.items()):

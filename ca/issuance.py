@@ -16,6 +16,7 @@ import datetime as dt
 import secrets
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,7 +41,7 @@ from ca.errors import (
 from ca.lint import blocking, lint_certificate
 from ca.models import Authority, Certificate, Generation
 from ca.plan import plan_for
-from ca.tbs import ExtensionPlan, build_name, build_tbs, extensions_for, sign_tbs
+from ca.tbs import ExtensionPlan, ToBeSigned, build_name, build_tbs, extensions_for, sign_tbs
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
@@ -51,6 +52,7 @@ from policies.names import parse_subject
 from policies.profiles import Profile, get_profile
 
 MAX_CSR_BYTES = 64 * 1024
+CERTIFICATES: Table = Certificate.__table__  # type: ignore[assignment]
 # Relying parties with slow clocks must not see a certificate from the future.
 BACKDATE = dt.timedelta(minutes=1)
 SERIAL_BITS = 127
@@ -252,32 +254,79 @@ def _read_issuer(session: Session, ctx: CaContext, name: str) -> Issuer:
 
 def issue_certificate(ctx: CaContext, request: CertificateRequest) -> IssuedCertificate:
     """Issue one certificate; every refusal is an audit event and stores nothing else."""
+    result = issue_certificates(ctx, [request])[0]
+    if isinstance(result, GovpkiError):
+        raise result
+    return result
+
+
+def issue_certificates(ctx: CaContext, requests: Sequence[CertificateRequest]
+                       ) -> list[IssuedCertificate | GovpkiError]:
+    """Issue a batch (bulk enrollment from a roster): one result per request, in order.
+
+    Steps 2-6 run per request, and a refused request is audited and reported in its place
+    without stopping the others. Steps 7 and 8 run once for the batch: one transaction reserves
+    every serial, the key signs each TBS, one transaction stores every certificate with its own
+    audit link. The order guarantee holds for each certificate.
+    """
+    results: list[IssuedCertificate | GovpkiError | None] = [None] * len(requests)
+    prepared: list[tuple[int, Prepared]] = []
+    for index, request in enumerate(requests):
+        try:
+            prepared.append((index, _prepare_request(ctx, request)))
+        except GovpkiError as exc:
+            results[index] = exc
     try:
-        profile = get_profile(request.profile)
-        csr = parse_csr(request.csr)                                   # step 2
-        public_key = csr.public_key()
-        check_key(public_key, profile)
-        subject_attrs = parse_subject(request.subject, profile.subject_rules)   # step 3
-        subject = build_name(subject_attrs)
-        issuer = cached_issuer(ctx, request.ca)  # usable? checked when the serial is reserved
-        plan = plan_for(profile, public_key, ctx.config.public_base_url, issuer.name,
-                        san_dns=request.san_dns, san_ip=request.san_ip,
-                        san_email=request.san_email)
-        return sign_and_record(
-            ctx, issuer=issuer, profile=profile, plan=plan, subject=subject,
-            public_key=public_key,
-            validity_days=_validity(profile, request.validity_days),
-            requested_by=request.requested_by, subscriber_ref=request.subscriber_ref,
-        )
+        reserve(ctx, [p for _, p in prepared])                           # step 7
     except GovpkiError as exc:
-        audit.record_refusal(
-            ctx.sessions, actor=request.requested_by, action="ca.issue",
-            object_type="certificate-request",
-            object_id=request.subscriber_ref or request.subject[:128],
-            details={"ca": request.ca, "profile": request.profile, "error": exc.kind,
-                     "message": exc.message},
-        )
-        raise
+        for index, _ in prepared:
+            results[index] = exc
+        prepared = []
+    for (index, _), outcome in zip(prepared, sign_and_store(ctx, [p for _, p in prepared]),
+                                   strict=True):                          # step 8
+        results[index] = outcome
+    refusals = [(requests[i], r) for i, r in enumerate(results) if isinstance(r, GovpkiError)]
+    if refusals:
+        _audit_refusals(ctx, refusals)
+    return [r for r in results if r is not None]
+
+
+def _prepare_request(ctx: CaContext, request: CertificateRequest) -> Prepared:
+    profile = get_profile(request.profile)
+    csr = parse_csr(request.csr)                                           # step 2
+    public_key = csr.public_key()
+    check_key(public_key, profile)
+    subject = build_name(parse_subject(request.subject, profile.subject_rules))  # step 3
+    issuer = cached_issuer(ctx, request.ca)  # usable? checked again when the serial is reserved
+    plan = plan_for(profile, public_key, ctx.config.public_base_url, issuer.name,
+                    san_dns=request.san_dns, san_ip=request.san_ip, san_email=request.san_email)
+    return prepare(
+        issuer=issuer, profile=profile, plan=plan, subject=subject,
+        public_key=public_key,
+        validity_days=_validity(profile, request.validity_days),
+        requested_by=request.requested_by, subscriber_ref=request.subscriber_ref,
+    )
+
+
+def _audit_refusals(ctx: CaContext,
+                    refusals: list[tuple[CertificateRequest, GovpkiError]]) -> None:
+    with transaction(ctx.sessions) as session:
+        audit.record_events(session, [
+            audit.EventSpec(
+                actor=_safe_actor(request.requested_by), action="ca.issue",
+                object_type="certificate-request",
+                object_id=(request.subscriber_ref or request.subject)[:128],
+                outcome="refused",
+                details={"ca": request.ca, "profile": request.profile, "error": exc.kind,
+                         "message": exc.message},
+            ) for request, exc in refusals
+        ])
+
+
+def _safe_actor(actor: str) -> str:
+    """A refusal must be recorded even when the actor text itself is unusable."""
+    cleaned = "".join(ch for ch in actor if ch.isprintable())[:128]
+    return cleaned or "unknown"
 
 
 def _validity(profile: Profile, requested: int | None) -> int:
@@ -299,6 +348,162 @@ def new_serial() -> int:
             return serial
 
 
+@dataclass
+class Prepared:
+    """A certificate between lint (step 6) and storage (step 8)."""
+
+    issuer: Issuer
+    profile: Profile
+    tbs: ToBeSigned
+    serial: int
+    subject_text: str
+    key_type: KeyType
+    not_before: dt.datetime
+    not_after: dt.datetime
+    reserved_at: dt.datetime
+    requested_by: str
+    subscriber_ref: str | None
+    verify_key: CertificateIssuerPublicKeyTypes
+    rebuild: Callable[[int], ToBeSigned]
+    row_id: int | None = None
+
+    @property
+    def object_id(self) -> str:
+        return f"{self.issuer.name}/{self.serial:x}"
+
+
+def prepare(
+    *,
+    issuer: Issuer,
+    profile: Profile,
+    plan: ExtensionPlan,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    validity_days: int,
+    requested_by: str,
+    subscriber_ref: str | None,
+    self_signed: bool = False,
+) -> Prepared:
+    """Steps 4-6: validity, extensions, serial, TBS, pre-issuance lint."""
+    now = utcnow().replace(microsecond=0)
+    issuer.check_validity(now)
+    not_before = now - BACKDATE
+    not_after = not_before + dt.timedelta(days=validity_days)
+    if issuer.not_after is not None:
+        not_after = min(not_after, issuer.not_after)                     # step 4
+    if not_after <= now:
+        raise IssuerUnavailable(f"CA '{issuer.name}' expires before the certificate would start")
+    issuer_ski = issuer.ski
+    if self_signed:
+        issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+    extensions = extensions_for(plan, public_key, issuer_ski)
+
+    def rebuild(serial: int) -> ToBeSigned:
+        tbs = build_tbs(
+            issuer_name=subject if self_signed else issuer.subject,
+            issuer_key_type=issuer.signer.key_type, subject=subject, public_key=public_key,
+            serial=serial, not_before=not_before, not_after=not_after, extensions=extensions,
+        )
+        errors = blocking(lint_certificate(tbs.lint_der))                 # step 6
+        if errors:
+            raise LintFailed(
+                "pre-issuance check refused the certificate: " + "; ".join(map(str, errors)),
+                profile=profile.name,
+            )
+        return tbs
+
+    serial = new_serial()                                                  # step 5
+    return Prepared(
+        issuer=issuer, profile=profile, tbs=rebuild(serial), serial=serial,
+        subject_text=subject.rfc4514_string(), key_type=key_type_of(public_key),
+        not_before=not_before, not_after=not_after, reserved_at=now,
+        requested_by=requested_by, subscriber_ref=subscriber_ref,
+        verify_key=public_key if self_signed else issuer.public_key,  # type: ignore[arg-type]
+        rebuild=rebuild,
+    )
+
+
+def _row(item: Prepared) -> dict[str, object]:
+    return {
+        "authority_id": item.issuer.authority_id, "generation_id": item.issuer.generation_id,
+        "serial": format(item.serial, "x"), "profile": item.profile.name,
+        "subject": item.subject_text, "key_type": item.key_type.value, "state": "pending",
+        "tbs_der": item.tbs.tbs_der, "not_before": item.not_before,
+        "not_after": item.not_after, "status": "good", "requested_by": item.requested_by,
+        "subscriber_ref": item.subscriber_ref, "created_at": item.reserved_at,
+    }
+
+
+def reserve(ctx: CaContext, items: list[Prepared]) -> None:
+    """Step 7: commit every serial and TBS before any key signs (one transaction)."""
+    if not items:
+        return
+    for _attempt in range(3):
+        try:
+            with transaction(ctx.sessions) as session:
+                checked: set[int] = set()
+                for item in items:
+                    if item.issuer.authority_id not in checked:
+                        item.issuer.check_status(session)  # revoked or held since loaded?
+                        checked.add(item.issuer.authority_id)
+                table = CERTIFICATES
+                ids = session.connection().execute(
+                    insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                    [_row(item) for item in items],
+                ).scalars().all()
+            for item, row_id in zip(items, ids, strict=True):
+                item.row_id = row_id
+            return
+        except IntegrityError:
+            # A serial collided under one issuer (astronomically rare): new serials, new TBS,
+            # linted again, and the whole batch retried.
+            for item in items:
+                item.serial = new_serial()
+                item.tbs = item.rebuild(item.serial)
+    raise PolicyViolation("could not reserve unique serial numbers")
+
+
+def sign_and_store(ctx: CaContext, items: list[Prepared]
+                   ) -> list[IssuedCertificate | GovpkiError]:
+    """Step 8: sign each recorded TBS, then store certificates and audit links together."""
+    outcomes: list[IssuedCertificate | GovpkiError] = []
+    signed: list[tuple[Prepared, bytes]] = []
+    for item in items:
+        try:
+            cert = sign_tbs(item.tbs, item.issuer.signer, item.verify_key)
+        except HsmError as exc:
+            outcomes.append(exc)  # the pending row stays: what was about to be signed
+            continue
+        der = cert.public_bytes(Encoding.DER)
+        signed.append((item, der))
+        outcomes.append(IssuedCertificate(
+            ca=item.issuer.name, serial=format(item.serial, "x"), profile=item.profile.name,
+            subject=item.subject_text, not_before=item.not_before, not_after=item.not_after,
+            der=der,
+        ))
+    if signed:
+        issued_at = utcnow()
+        with transaction(ctx.sessions) as session:
+            table = CERTIFICATES
+            session.connection().execute(
+                update(table).where(table.c.id == bindparam("row_id")).values(
+                    state="issued", certificate_der=bindparam("der"), issued_at=issued_at),
+                [{"row_id": item.row_id, "der": der} for item, der in signed],
+            )
+            audit.record_events(session, [
+                audit.EventSpec(
+                    actor=item.requested_by, action="ca.issue", object_type="certificate",
+                    object_id=item.object_id, outcome="success",
+                    details={"profile": item.profile.name, "subject": item.subject_text,
+                             "not_after": item.not_after.isoformat(),
+                             "key_type": item.key_type.value,
+                             "subscriber_ref": item.subscriber_ref,
+                             "reserved_at": item.reserved_at.isoformat()},
+                ) for item, _ in signed
+            ])
+    return outcomes
+
+
 def sign_and_record(
     ctx: CaContext,
     *,
@@ -312,72 +517,16 @@ def sign_and_record(
     subscriber_ref: str | None,
     self_signed: bool = False,
 ) -> IssuedCertificate:
-    """Steps 4-8, shared by requests and by the key ceremony (which has no CSR)."""
-    now = utcnow().replace(microsecond=0)
-    issuer.check_validity(now)
-    not_before = now - BACKDATE
-    not_after = not_before + dt.timedelta(days=validity_days)
-    if issuer.not_after is not None:
-        not_after = min(not_after, issuer.not_after)                  # step 4
-    if not_after <= now:
-        raise IssuerUnavailable(f"CA '{issuer.name}' expires before the certificate would start")
-    subject_key_type = key_type_of(public_key)
-    issuer_ski = issuer.ski
-    if self_signed:
-        issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
-    extensions = extensions_for(plan, public_key, issuer_ski)
-    subject_text = subject.rfc4514_string()
-    issuer_key_type = issuer.signer.key_type
-
-    for _attempt in range(3):
-        serial = new_serial()                                            # step 5
-        tbs = build_tbs(
-            issuer_name=subject if self_signed else issuer.subject,
-            issuer_key_type=issuer_key_type, subject=subject, public_key=public_key,
-            serial=serial, not_before=not_before, not_after=not_after, extensions=extensions,
-        )
-        errors = blocking(lint_certificate(tbs.lint_der))                 # step 6
-        if errors:
-            raise LintFailed(
-                "pre-issuance check refused the certificate: " + "; ".join(map(str, errors)),
-                profile=profile.name,
-            )
-        try:
-            with transaction(ctx.sessions) as session:                   # step 7
-                issuer.check_status(session)  # revoked or held since it was loaded? refuse
-                row_id = session.execute(insert(Certificate).values(
-                    authority_id=issuer.authority_id, generation_id=issuer.generation_id,
-                    serial=format(serial, "x"), profile=profile.name, subject=subject_text,
-                    key_type=subject_key_type.value, state="pending", tbs_der=tbs.tbs_der,
-                    not_before=not_before, not_after=not_after, status="good",
-                    requested_by=requested_by, subscriber_ref=subscriber_ref, created_at=now,
-                ).returning(Certificate.id)).scalar_one()
-            break
-        except IntegrityError:
-            continue  # serial collision under one issuer: astronomically rare, try again
-    else:
-        raise PolicyViolation("could not reserve a unique serial number")
-
-    try:
-        cert = sign_tbs(tbs, issuer.signer, public_key if self_signed  # step 8
-                        else issuer.public_key)  # type: ignore[arg-type]
-    except HsmError:
-        raise
-    der = cert.public_bytes(Encoding.DER)
-    with transaction(ctx.sessions) as session:
-        session.execute(update(Certificate).where(Certificate.id == row_id).values(
-            state="issued", certificate_der=der, issued_at=utcnow()))
-        audit.record_event(
-            session, actor=requested_by, action="ca.issue", object_type="certificate",
-            object_id=f"{issuer.name}/{serial:x}", outcome="success",
-            details={"profile": profile.name, "subject": subject_text,
-                     "not_after": not_after.isoformat(), "key_type": subject_key_type.value,
-                     "subscriber_ref": subscriber_ref, "reserved_at": now.isoformat()},
-        )
-    return IssuedCertificate(
-        ca=issuer.name, serial=format(serial, "x"), profile=profile.name, subject=subject_text,
-        not_before=not_before, not_after=not_after, der=der,
-    )
+    """Steps 4-8 for one certificate without a CSR (the key ceremony)."""
+    item = prepare(issuer=issuer, profile=profile, plan=plan, subject=subject,
+                   public_key=public_key, validity_days=validity_days,
+                   requested_by=requested_by, subscriber_ref=subscriber_ref,
+                   self_signed=self_signed)
+    reserve(ctx, [item])
+    outcome = sign_and_store(ctx, [item])[0]
+    if isinstance(outcome, GovpkiError):
+        raise outcome
+    return outcome
 
 
 def pending_certificates(session: Session) -> list[Certificate]:

@@ -409,6 +409,67 @@ def record_event(
     return audit_event
 
 
+@dataclass(frozen=True)
+class EventSpec:
+    """One event for :func:`record_events` (the same fields as :func:`record_event`)."""
+
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    outcome: str
+    details: Mapping[str, Any] | None = None
+
+
+def record_events(session: Session, events: Sequence[EventSpec]) -> list[str]:
+    """Append several events under one chain lock, in order; returns their hashes.
+
+    For batched issuance: one lock, one bulk insert and one head update for the whole batch,
+    while every event still gets its own link (seq, prev_hash, hash), so verification is the
+    same as for events appended one by one.
+    """
+    prepared = []
+    for ev in events:
+        _check_text("actor", ev.actor, required=True)
+        _check_text("action", ev.action, required=True)
+        if not _ACTION_RE.fullmatch(ev.action):
+            raise ValueError(f"action {ev.action!r} must be dotted lowercase words")
+        _check_text("object_type", ev.object_type, required=False)
+        _check_text("object_id", ev.object_id, required=False)
+        if ev.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {ev.outcome!r}")
+        prepared.append((ev, canonical_details(ev.details)))
+    if not prepared:
+        return []
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+    ).one_or_none()
+    if head is None:
+        raise AuditError(
+            "the audit_head row is missing: run the migrations ('govpki init') before auditing"
+        )
+    seq, prev = head.seq, head.hash
+    occurred_at = utcnow()
+    rows = []
+    hashes = []
+    for ev, details_text in prepared:
+        seq += 1
+        digest = compute_event_hash(
+            seq=seq, occurred_at=occurred_at, actor=ev.actor, action=ev.action,
+            object_type=ev.object_type, object_id=ev.object_id, outcome=ev.outcome,
+            details=details_text, prev_hash=prev,
+        )
+        rows.append({"seq": seq, "occurred_at": occurred_at, "actor": ev.actor,
+                     "action": ev.action, "object_type": ev.object_type,
+                     "object_id": ev.object_id, "outcome": ev.outcome,
+                     "details": details_text, "prev_hash": prev, "hash": digest})
+        hashes.append(digest)
+        prev = digest
+    session.execute(insert(AuditEvent), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    return hashes
+
+
 def record_refusal(
     session_factory: sessionmaker[Session],
     *,

@@ -3,6 +3,7 @@ become one-line messages and exit codes (never a stack trace)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
 
 EXIT_ERROR = 1
+EXIT_INTERNAL = 3
 
 
 class GovpkiGroup(click.Group):
@@ -24,6 +26,16 @@ class GovpkiGroup(click.Group):
         except GovpkiError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # Never a stack trace for the operator; GOVPKI_DEBUG=1 shows it to a developer.
+            if os.environ.get("GOVPKI_DEBUG") == "1":
+                raise
+            first = (str(exc).splitlines() or [""])[0]
+            click.echo(f"error: unexpected {type(exc).__name__}: {first} "
+                       "(GOVPKI_DEBUG=1 shows details)", err=True)
+            ctx.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=GovpkiGroup)

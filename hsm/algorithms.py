@@ -53,15 +53,19 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 _CURVES: dict[str, type[ec.EllipticCurve]] = {"secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1}
 
+_SHA256_RSA = "1.2.840.113549.1.1.11"  # sha256WithRSAEncryption, RFC 4055
+
 REGISTRY: dict[KeyType, KeyAlgorithm] = {
-    KeyType.RSA_2048: KeyAlgorithm(KeyType.RSA_2048, "rsa", 2048, "sha256", "1.2.840.113549.1.1.11"),
-    KeyType.RSA_3072: KeyAlgorithm(KeyType.RSA_3072, "rsa", 3072, "sha256", "1.2.840.113549.1.1.11"),
-    KeyType.RSA_4096: KeyAlgorithm(KeyType.RSA_4096, "rsa", 4096, "sha256", "1.2.840.113549.1.1.11"),
+    KeyType.RSA_2048: KeyAlgorithm(KeyType.RSA_2048, "rsa", 2048, "sha256", _SHA256_RSA),
+    KeyType.RSA_3072: KeyAlgorithm(KeyType.RSA_3072, "rsa", 3072, "sha256", _SHA256_RSA),
+    KeyType.RSA_4096: KeyAlgorithm(KeyType.RSA_4096, "rsa", 4096, "sha256", _SHA256_RSA),
     KeyType.EC_P256: KeyAlgorithm(
-        KeyType.EC_P256, "ec", 256, "sha256", "1.2.840.10045.4.3.2", "secp256r1", "1.2.840.10045.3.1.7"
+        KeyType.EC_P256, "ec", 256, "sha256", "1.2.840.10045.4.3.2", "secp256r1",
+        "1.2.840.10045.3.1.7",
     ),
     KeyType.EC_P384: KeyAlgorithm(
-        KeyType.EC_P384, "ec", 384, "sha384", "1.2.840.10045.4.3.3", "secp384r1", "1.3.132.0.34"
+        KeyType.EC_P384, "ec", 384, "sha384", "1.2.840.10045.4.3.3", "secp384r1",
+        "1.3.132.0.34",
     ),
 }
 
@@ -71,11 +75,13 @@ def algorithm(key_type: KeyType | str) -> KeyAlgorithm:
         return REGISTRY[KeyType(key_type)]
     except ValueError:
         known = ", ".join(k.value for k in KeyType)
-        raise UnsupportedKeyType(f"unsupported key type '{key_type}' (known: {known})") from None
+        raise UnsupportedKeyType(
+            f"unsupported key type '{key_type}' (known: {known})"
+        ) from None
 
 
 def key_type_of(public_key: PublicKeyTypes) -> KeyType:
-    """Classify a public key; anything outside the registry (RSA-1024, P-521, Ed25519) is refused."""
+    """Classify a public key; outside the registry (RSA-1024, P-521, Ed25519) is refused."""
     if isinstance(public_key, rsa.RSAPublicKey):
         for alg in REGISTRY.values():
             if alg.family == "rsa" and alg.bits == public_key.key_size:

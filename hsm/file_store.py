@@ -37,7 +37,7 @@ class FileKeyStore:
     scheme = "file"
 
     def __init__(self, directory: Path, passphrase: bytes | None = None,
-                 passphrase_env: str = "GOVPKI_KEY_PASSPHRASE",
+                 passphrase_env: str = "GOVPKI_KEY_PASSPHRASE",  # noqa: S107 (a variable name)
                  passphrase_file: Path | None = None) -> None:
         self.directory = directory
         self._passphrase_env = passphrase_env

@@ -1,13 +1,14 @@
 """Object identifiers that profiles name: the govpki policy arc, EKUs, extensions, name attributes.
 
-govpki's arc is a PLACEHOLDER under ``1.3.6.1.4.1.32473``, the enterprise number IANA assigns
-for documentation (RFC 5612), with Qinghai's division code (GB/T 2260: 630000) beneath it. A production deployment replaces it
-with the province's registered arc (under ``1.2.156``, from the national OID registration
-centre) before its first ceremony; every issued certificate names these OIDs, so it cannot change
-afterwards. A UUID-derived ``2.25`` arc was tried first and rejected: its 128-bit arc breaks
-decoders that limit arcs to 32 bits (pkilint's among them, and several relying-party stacks);
-the X.660 example arc ``2.999`` breaks the same decoder (a first subidentifier above 127).
-The allocation table is also in docs/profiles.md — keep the two in step.
+govpki's arc is a PLACEHOLDER under ``1.3.6.1.4.1.32473``, the enterprise number IANA
+assigns for documentation (RFC 5612), with Qinghai's division code (GB/T 2260: 630000)
+beneath it. A production deployment replaces it with the province's registered arc (under
+``1.2.156``, from the national OID registration centre) before its first ceremony; every
+issued certificate names these OIDs, so it cannot change afterwards. A UUID-derived ``2.25``
+arc was tried first and rejected: its 128-bit arc breaks decoders that limit arcs to 32 bits
+(pkilint's among them, and several relying-party stacks); the X.660 example arc ``2.999``
+breaks the same decoder (a first subidentifier above 127). The allocation table is also in
+docs/profiles.md — keep the two in step.
 """
 
 from __future__ import annotations

@@ -131,3 +131,33 @@ def test_duplicate_serial_under_one_issuer_is_refused_by_the_database(pki) -> No
                  if c.name != "id"}
     with pytest.raises(IntegrityError), transaction(pki.ctx.sessions) as session:
         session.add(Certificate(**clone))
+
+
+def test_batch_issuance_reports_each_request_and_links_each_event(pki) -> None:
+    from ca.errors import InvalidCsr
+    from ca.issuance import issue_certificates
+    from core.audit import verify_chain
+
+    good = [CertificateRequest(ca="officials", profile="official-signing",
+                               csr=make_csr(new_key("ec-p256")), subject=OFFICIAL_DN,
+                               subscriber_ref=f"roster-{i}") for i in range(5)]
+    bad = CertificateRequest(ca="officials", profile="official-signing", csr=b"junk",
+                             subject=OFFICIAL_DN, subscriber_ref="roster-bad")
+    results = issue_certificates(pki.ctx, [*good[:2], bad, *good[2:]])
+    assert isinstance(results[2], InvalidCsr)
+    issued = [r for i, r in enumerate(results) if i != 2]
+    assert len({r.serial for r in issued}) == 5
+    with transaction(pki.ctx.sessions) as session:
+        for r in issued:
+            record = find_certificate(session, r.serial, "officials")
+            assert record.state == "issued" and record.certificate_der == r.der
+        events = session.scalars(select(AuditEvent).where(
+            AuditEvent.object_id.in_([f"officials/{r.serial}" for r in issued]))).all()
+        assert len(events) == 5
+        refused = session.scalars(select(AuditEvent).where(
+            AuditEvent.object_id == "roster-bad")).all()
+        assert [e.outcome for e in refused] == ["refused"]
+        key = pki.ctx.keyring.get(pki.ctx.config.audit.key_uri).public_key()
+        report = verify_chain(session, pki.home / "no-checkpoints.jsonl", key)
+    chain_problems = [p for p in report.problems if "checkpoint" not in p]
+    assert chain_problems == []

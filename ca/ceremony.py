@@ -18,7 +18,8 @@ from cryptography import x509
 
 from ca.context import CaContext
 from ca.errors import AlreadyInitialised, CeremonyError, PolicyViolation
-from ca.issuance import IssuedCertificate, Issuer, check_key, load_issuer, sign_and_record
+from ca.issuance import IssuedCertificate, check_key, sign_and_record
+from ca.issuer import Issuer, load_issuer
 from ca.models import Authority, Certificate, Generation, ServiceKey
 from ca.plan import plan_for
 from ca.tbs import build_name
@@ -26,6 +27,7 @@ from core import audit
 from core.db import transaction, utcnow
 from hsm.algorithms import KeyType
 from hsm.signer import Signer
+from policies.errors import PolicyError
 from policies.names import parse_subject
 from policies.profiles import get_profile
 
@@ -132,19 +134,22 @@ def parse_ceremony(text: str, source: str = "ceremony") -> CeremonySpec:
     dupes = {x for x in labels if labels.count(x) > 1}
     if dupes:
         raise CeremonyError(f"{source}: key label(s) used twice: {', '.join(sorted(dupes))}")
-    for a in authorities:
-        _check_profile(a.profile, a.key, f"authority '{a.name}'")
-    for s in services:
-        _check_profile(s.profile, s.key, f"{s.role} of '{s.ca}'")
+    for i, a in enumerate(authorities):
+        _check_profile(a.profile, a.key, f"{source}: authorities[{i}]")
+    for i, s in enumerate(services):
+        _check_profile(s.profile, s.key, f"{source}: services[{i}]")
     return CeremonySpec(tuple(authorities), tuple(services), audit_key,
                         top.get("description", ""), tuple(labels))
 
 
-def _check_profile(profile_name: str, key: KeySpec, what: str) -> None:
-    profile = get_profile(profile_name)
+def _check_profile(profile_name: str, key: KeySpec, where: str) -> None:
+    try:
+        profile = get_profile(profile_name)
+    except PolicyError as exc:
+        raise CeremonyError(f"{where}.profile: {exc.message}") from None
     if not profile.allows_key_type(key.type.value):
         raise CeremonyError(
-            f"{what}: profile {profile_name} does not allow {key.type.value} keys"
+            f"{where}.key.type: profile {profile_name} does not allow {key.type.value} keys"
         )
 
 

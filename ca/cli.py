@@ -102,9 +102,16 @@ def export_chain_cmd(ca_name: str) -> None:
 @ca_group.command("list")
 @click.option("--ca", "ca_name", default=None, help="Certificates of this CA instead of the CAs.")
 @click.option("--limit", type=int, default=100, show_default=True)
-def list_cmd(ca_name: str | None, limit: int) -> None:
-    """Without --ca: the CAs. With --ca: its newest certificates."""
+@click.option("--pending", is_flag=True,
+              help="Only reservations never signed (a crash between reserve and sign).")
+def list_cmd(ca_name: str | None, limit: int, pending: bool) -> None:
+    """Without --ca: the CAs. With --ca (or --pending): certificates, newest first."""
     with ca_context() as ctx, transaction(ctx.sessions) as session:
+        if pending:
+            for c in list_certificates(session, ca_name, limit, state="pending"):
+                click.echo(f"{c.ca:12} {c.serial:32} {c.profile:20} reserved by "
+                           f"{c.requested_by}  {c.subject}")
+            return
         if ca_name is None:
             for a in list_authorities(session):
                 click.echo(f"{a.name:12} parent={a.parent or '-':10} gen={a.generation} "

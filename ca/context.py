@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import getpass
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +42,9 @@ class CaContext:
     engine: Engine
     sessions: sessionmaker[Session]
     keyring: KeyRing
+    # (expires at, ca.issuer.Issuer) per CA name: see ca/issuer.py
+    issuer_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @classmethod

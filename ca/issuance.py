@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ca.context import CaContext
 from ca.errors import (
@@ -38,8 +35,9 @@ from ca.errors import (
     LintFailed,
     PolicyViolation,
 )
+from ca.issuer import Issuer, cached_issuer
 from ca.lint import blocking, lint_certificate
-from ca.models import Authority, Certificate, Generation
+from ca.models import Certificate
 from ca.plan import plan_for
 from ca.tbs import ExtensionPlan, ToBeSigned, build_name, build_tbs, extensions_for, sign_tbs
 from core import audit
@@ -47,7 +45,6 @@ from core.db import transaction, utcnow
 from core.errors import GovpkiError
 from hsm.algorithms import KeyType, key_type_of
 from hsm.errors import HsmError, UnsupportedKeyType
-from hsm.signer import Signer
 from policies.names import parse_subject
 from policies.profiles import Profile, get_profile
 
@@ -90,63 +87,6 @@ class IssuedCertificate:
         return x509.load_der_x509_certificate(self.der)
 
 
-@dataclass(frozen=True)
-class ChainLink:
-    """One CA certificate on the way to the root: its row (whose status can change) and
-    validity (which cannot)."""
-
-    ca: str
-    certificate_id: int
-    not_before: dt.datetime
-    not_after: dt.datetime
-
-
-@dataclass(frozen=True)
-class Issuer:
-    """The issuing side of one issuance: which CA, which generation, which key."""
-
-    authority_id: int
-    name: str
-    generation_id: int | None
-    subject: x509.Name
-    ski: bytes | None
-    public_key: CertificateIssuerPublicKeyTypes
-    not_after: dt.datetime | None
-    signer: Signer
-    chain: tuple[ChainLink, ...] = ()
-
-    def check_usable(self, session: Session, now: dt.datetime) -> None:
-        """Refuse if this CA or any above it is outside its validity, revoked or on hold.
-
-        Validity comes from the (cached) chain; status is read fresh in the caller's
-        transaction with one query, so a revocation that committed first is always seen.
-        """
-        self.check_validity(now)
-        self.check_status(session)
-
-    def check_validity(self, now: dt.datetime) -> None:
-        for link in self.chain:
-            if not (link.not_before <= now < link.not_after):
-                raise IssuerUnavailable(
-                    f"CA '{link.ca}' certificate is not valid now "
-                    f"(valid {link.not_before:%Y-%m-%d} to {link.not_after:%Y-%m-%d})",
-                    ca=link.ca,
-                )
-
-    def check_status(self, session: Session) -> None:
-        if not self.chain:
-            return
-        ids = [link.certificate_id for link in self.chain]
-        statuses = dict(session.execute(
-            select(Certificate.id, Certificate.status).where(Certificate.id.in_(ids))
-        ).all())
-        for link in self.chain:
-            status = statuses.get(link.certificate_id, "good")
-            if status != "good":
-                state = "revoked" if status == "revoked" else "suspended"
-                raise IssuerUnavailable(f"CA '{link.ca}' is {state}", ca=link.ca)
-
-
 def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Step 2: parse and check proof of possession."""
     if not data or len(data) > MAX_CSR_BYTES:
@@ -184,72 +124,6 @@ def check_key(public_key: object, profile: Profile) -> KeyType:
             f"(allowed: {', '.join(profile.key_types)})"
         )
     return key_type
-
-
-# Issuer data that cannot change while a generation lives (names, keys, validity) is cached per
-# process; status is read in every issuance's own transaction (Issuer.check_usable). A key
-# rollover (a new generation) is picked up when the entry expires.
-ISSUER_CACHE_SECONDS = 30.0
-_issuer_cache: dict[tuple[int, str], tuple[float, Issuer]] = {}
-_issuer_cache_lock = threading.Lock()
-
-
-def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime) -> Issuer:
-    """The newest generation of CA ``name``, refused if it or any CA above it is unusable."""
-    issuer = cached_issuer(ctx, name, session)
-    issuer.check_usable(session, now)
-    return issuer
-
-
-def cached_issuer(ctx: CaContext, name: str, session: Session | None = None) -> Issuer:
-    """Issuer data from the cache, read (in ``session`` or a transaction of its own) on a miss.
-
-    Callers must still run :meth:`Issuer.check_usable` in the transaction that reserves the
-    serial: the cache holds nothing that revocation can change.
-    """
-    key = (id(ctx), name)
-    with _issuer_cache_lock:
-        cached = _issuer_cache.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    if session is None:
-        with transaction(ctx.sessions) as own:
-            issuer = _read_issuer(own, ctx, name)
-    else:
-        issuer = _read_issuer(session, ctx, name)
-    with _issuer_cache_lock:
-        _issuer_cache[key] = (time.monotonic() + ISSUER_CACHE_SECONDS, issuer)
-    return issuer
-
-
-def forget_issuers() -> None:
-    """Drop cached issuer data (after a ceremony or rollover in this process)."""
-    with _issuer_cache_lock:
-        _issuer_cache.clear()
-
-
-def _read_issuer(session: Session, ctx: CaContext, name: str) -> Issuer:
-    from ca.store import authority_row, current_generation
-
-    auth = authority_row(session, name)
-    gen = current_generation(session, auth)
-    chain: list[ChainLink] = []
-    walk: Authority | None = auth
-    walk_gen: Generation = gen
-    while walk is not None:
-        chain.append(ChainLink(walk.name, walk_gen.certificate_id, walk_gen.not_before,
-                               walk_gen.not_after))
-        walk = session.get(Authority, walk.parent_id) if walk.parent_id else None
-        if walk is not None:
-            walk_gen = current_generation(session, walk)
-    cert = x509.load_der_x509_certificate(gen.certificate_der)
-    signer = ctx.keyring.get(gen.key_uri)
-    return Issuer(
-        authority_id=auth.id, name=auth.name, generation_id=gen.id, subject=cert.subject,
-        ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
-        public_key=cert.public_key(),  # type: ignore[arg-type]
-        not_after=gen.not_after, signer=signer, chain=tuple(chain),
-    )
 
 
 def issue_certificate(ctx: CaContext, request: CertificateRequest) -> IssuedCertificate:
@@ -527,11 +401,6 @@ def sign_and_record(
     if isinstance(outcome, GovpkiError):
         raise outcome
     return outcome
-
-
-def pending_certificates(session: Session) -> list[Certificate]:
-    """Rows whose signing never completed (a crash between steps 7 and 8)."""
-    return list(session.scalars(select(Certificate).where(Certificate.state == "pending")))
 
 
 __all__ = [

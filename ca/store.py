@@ -144,11 +144,15 @@ def find_certificate(
 
 
 def list_certificates(
-    session: Session, ca: str | None = None, limit: int = 100
+    session: Session, ca: str | None = None, limit: int = 100, state: str | None = None
 ) -> list[CertificateRecord]:
+    """Newest first. ``state="pending"`` lists reservations whose signing never completed
+    (a crash between pipeline steps 7 and 8): the record of what was about to be signed."""
     query = select(Certificate, Authority.name).join(
         Authority, Authority.id == Certificate.authority_id
     )
+    if state is not None:
+        query = query.where(Certificate.state == state)
     if ca is not None:
         authority_row(session, ca)
         query = query.where(Authority.name == ca)

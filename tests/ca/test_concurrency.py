@@ -86,3 +86,8 @@ def test_killed_worker_loses_no_returned_certificate(pg_file_pki) -> None:
     # Whatever was in flight is at worst a pending row (the record of what was about to be
     # signed), never a certificate without a row.
     assert all(r.state in ("issued", "pending") for r in rows.values())
+    from ca.store import list_certificates
+
+    with transaction(pg_file_pki.ctx.sessions) as session:
+        pending = list_certificates(session, "officials", limit=10, state="pending")
+    assert all(p.certificate_der is None for p in pending)

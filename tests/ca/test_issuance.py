@@ -28,6 +28,13 @@ from tests.ca.helpers import (
 )
 
 
+def test_package_exports_the_python_api() -> None:
+    import ca
+
+    assert ca.issue_certificate is issue_certificate
+    assert callable(ca.revoke) and callable(ca.issue_certificates)
+
+
 def test_every_shipped_profile_has_a_case() -> None:
     assert set(load_profiles()) - {"root-ca", "issuing-ca-officials", "issuing-ca-devices"} \
         == set(PROFILE_CASES)

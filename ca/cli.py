@@ -27,7 +27,12 @@ DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonie
 
 @contextmanager
 def ca_context() -> Iterator[CaContext]:
-    ctx = CaContext.open()
+    from ca.setup import require_initialised
+    from core.config import load_config
+
+    config = load_config()
+    require_initialised(config)
+    ctx = CaContext.open(config)
     try:
         yield ctx
     finally:

@@ -65,6 +65,11 @@ class CeremonyError(CaError):
     kind = "ceremony"
 
 
+class NotInitialised(CaError):
+    kind = "not-initialised"
+    http_status = 503
+
+
 class AlreadyInitialised(CeremonyError):
     kind = "already-initialised"
     http_status = 409

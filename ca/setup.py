@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ca.context import version_locations
-from ca.errors import CeremonyError
+from ca.errors import CeremonyError, NotInitialised
 from core import migrate
 from core.config import Config, home_from_env, load_config
 from core.db import make_engine
@@ -97,13 +97,17 @@ def _write_demo_passphrase(home: Path) -> None:
         fh.write(secrets.token_urlsafe(32))
 
 
-def is_initialised() -> bool:
+def is_initialised(config: Config | None = None) -> bool:
     """True when GOVPKI_HOME's database holds at least one CA."""
     from sqlalchemy import inspect, select
 
     from ca.models import Authority
 
-    config = load_config()
+    config = config or load_config()
+    if config.database_url.startswith("sqlite:///"):
+        path = Path(config.database_url[len("sqlite:///"):])
+        if not path.exists():
+            return False
     engine = make_engine(config.database_url)
     try:
         if not inspect(engine).has_table("ca_authority"):
@@ -112,3 +116,11 @@ def is_initialised() -> bool:
             return conn.execute(select(Authority.id).limit(1)).first() is not None
     finally:
         engine.dispose()
+
+
+def require_initialised(config: Config) -> None:
+    """A clear error instead of a database error when a command runs on an empty home."""
+    if not is_initialised(config):
+        raise NotInitialised(
+            f"{config.home} holds no CA yet: run `govpki init` (demo) or `govpki ca ceremony FILE`"
+        )

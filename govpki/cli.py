@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from ca.cli import DEMO_CEREMONY, ca_group, run_ceremony_file
-from ca.context import CaContext
+from ca.cli import DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
 from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
 
@@ -75,12 +74,16 @@ def db_group() -> None:
 
 def _upgrade() -> None:
     from core import migrate
+    from core.config import load_config
+    from core.db import make_engine
 
-    ctx = CaContext.open()
+    config = load_config()
+    config.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
     try:
-        migrate.upgrade(ctx.engine, all_version_locations())
+        migrate.upgrade(engine, all_version_locations())
     finally:
-        ctx.close()
+        engine.dispose()
 
 
 @db_group.command("upgrade")
@@ -105,15 +108,12 @@ def audit_verify_cmd(as_json: bool) -> None:
     from core.audit import verify_chain
     from core.db import transaction
 
-    ctx = CaContext.open()
-    try:
+    with ca_context() as ctx:
         public_key = ctx.keyring.get(ctx.config.audit.key_uri).public_key()
         with transaction(ctx.sessions) as session:
             report = verify_chain(
                 session, ctx.config.path(ctx.config.audit.checkpoint_file), public_key
             )
-    finally:
-        ctx.close()
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), ensure_ascii=False))
     else:
@@ -134,11 +134,8 @@ def audit_checkpoint_cmd() -> None:
     """Sign the chain head now (run from a timer; archive the checkpoint file)."""
     from ca.cli import checkpoint
 
-    ctx = CaContext.open()
-    try:
+    with ca_context() as ctx:
         checkpoint(ctx)
-    finally:
-        ctx.close()
     click.echo("checkpoint written")
 
 

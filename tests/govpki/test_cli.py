@@ -228,3 +228,11 @@ def test_ceremony_on_softhsm_pin_from_env_only(tmp_path: Path, softhsm_token: di
     again = run(home, "ca", "ceremony", demo, "--pkcs11-module", module, "--token-label", label,
                 "--pin-env", "CEREMONY_PIN", env=env, check=False)
     assert_one_line_error(again, "already")
+
+
+def test_commands_on_an_empty_home_say_what_to_do(tmp_path: Path) -> None:
+    home = tmp_path / "never-initialised"
+    for args in (("ca", "list"), ("audit", "verify"), ("ca", "show", "abc")):
+        assert_one_line_error(run(home, *args, check=False), "govpki init")
+    assert run(home, "init", "--if-empty").returncode == 0
+    assert "officials" in run(home, "ca", "list").stdout

@@ -28,6 +28,7 @@ setup(
         "pyyaml>=6.0",
         "pkilint>=0.13",
         "psycopg[binary]>=3.2",
+        "granian>=2.5",
     ],
     extras_require={
         "test": [

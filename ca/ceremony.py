@@ -25,6 +25,7 @@ from ca.plan import plan_for
 from ca.tbs import build_name
 from core import audit
 from core.db import transaction, utcnow
+from core.errors import GovpkiError
 from hsm.algorithms import KeyType
 from hsm.signer import Signer
 from policies.errors import PolicyError
@@ -197,7 +198,13 @@ def preflight(ctx: CaContext, spec: CeremonySpec, key_uri: Callable[[str], str])
 def run_ceremony(ctx: CaContext, spec: CeremonySpec, *, key_uri: Callable[[str], str],
                  actor: str, progress: Callable[[str], None] = lambda _m: None
                  ) -> CeremonyResult:
-    preflight(ctx, spec, key_uri)
+    try:
+        preflight(ctx, spec, key_uri)
+    except GovpkiError as exc:
+        audit.record_refusal(ctx.sessions, actor=actor, action="ceremony.start",
+                             object_type="ceremony", object_id=spec.description or "ceremony",
+                             details={"error": exc.kind, "message": exc.message})
+        raise
     with transaction(ctx.sessions) as session:
         audit.record_event(session, actor=actor, action="ceremony.start", object_type="ceremony",
                            object_id=spec.description or "ceremony", outcome="success",

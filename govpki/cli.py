@@ -142,16 +142,26 @@ def audit_checkpoint_cmd() -> None:
 @cli.command("serve")
 @click.option("--host", default=None, help="Listen address (default from govpki.toml).")
 @click.option("--port", type=int, default=None, help="Listen port (default from govpki.toml).")
-def serve_cmd(host: str | None, port: int | None) -> None:
-    """Serve the HTTP endpoints (CA certificates now; CRL, OCSP, TSA, RA come with their issues)."""
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Threads per worker for the WSGI application.")
+def serve_cmd(host: str | None, port: int | None, workers: int, threads: int) -> None:
+    """Serve the HTTP endpoints with granian (CA certificates now; CRL, OCSP, TSA and the RA
+    come with their issues)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from ca.setup import require_initialised
     from core.config import load_config
-    from govpki.wsgi import create_app
 
     config = load_config()
-    app = create_app(config)
-    from werkzeug.serving import run_simple
-
-    run_simple(host or config.listen_host, port or config.listen_port, app, threaded=True)
+    require_initialised(config)  # fail here, in one line, not in every worker
+    Granian(
+        "govpki.wsgi:create_app", factory=True, interface=Interfaces.WSGI,
+        address=host or config.listen_host, port=port or config.listen_port,
+        workers=workers, blocking_threads=threads,
+    ).serve()
 
 
 def main() -> None:

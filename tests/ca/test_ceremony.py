@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from ca.ceremony import parse_ceremony, preflight
+from ca.ceremony import parse_ceremony, preflight, run_ceremony
 from ca.cli import DEMO_CEREMONY
 from ca.errors import AlreadyInitialised, CeremonyError
 from ca.models import Certificate
@@ -100,10 +100,14 @@ def test_rerun_refuses_and_changes_nothing(pki) -> None:
                   session.scalar(select(func.count()).select_from(AuditEvent)))
     with pytest.raises(AlreadyInitialised, match="changed nothing"):
         preflight(pki.ctx, spec, lambda label: prefix + label)
+    with pytest.raises(AlreadyInitialised):
+        run_ceremony(pki.ctx, spec, key_uri=lambda label: prefix + label, actor="rerun")
     with transaction(pki.ctx.sessions) as session:
         after = (session.scalar(select(func.count()).select_from(Certificate)),
                  session.scalar(select(func.count()).select_from(AuditEvent)))
-    assert after == before
+        refusal = session.scalars(select(AuditEvent).where(AuditEvent.actor == "rerun")).all()
+    assert after == (before[0], before[1] + 1)  # only the refusal is recorded
+    assert [(e.action, e.outcome) for e in refusal] == [("ceremony.start", "refused")]
 
 
 def test_ceremony_steps_are_audited(pki) -> None:

@@ -112,3 +112,26 @@ def test_rolled_back_change_publishes_nothing(file_pki) -> None:
     finally:
         events.unsubscribe(received.append)
     assert received == []
+
+
+@pytest.mark.postgres
+def test_status_change_reaches_other_processes_by_notify(pg_file_pki) -> None:
+    """The OCSP responder in another process hears of a change through LISTEN/NOTIFY, after
+    commit only."""
+    import json
+
+    import psycopg
+
+    from core.events import STATUS_CHANNEL
+
+    url = pg_file_pki.ctx.config.database_url.replace("postgresql+psycopg://", "postgresql://")
+    serial = _issue(pg_file_pki)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {STATUS_CHANNEL}")
+        suspend(pg_file_pki.ctx, serial, actor="op")
+        with pytest.raises(InvalidStatusChange):
+            suspend(pg_file_pki.ctx, serial, actor="op")  # refused: must not notify
+        received = [json.loads(n.payload) for n in listener.notifies(timeout=2.0, stop_after=2)]
+    mine = [p for p in received if p["serial"] == serial]
+    assert [p["status"] for p in mine] == ["hold"]
+    assert mine[0]["ca"] == "officials" and mine[0]["reason"] == "certificateHold"

@@ -20,34 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from ca.der import assemble_signed, signature_algorithm_of
 from hsm.algorithms import KeyType, algorithm
 from hsm.signer import Signer, SoftwareSigner
-
-_EKU = {
-    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
-    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
-    "documentSigning": ObjectIdentifier("1.3.6.1.5.5.7.3.36"),
-}
-
-_KU_FIELDS = {
-    "digitalSignature": "digital_signature",
-    "nonRepudiation": "content_commitment",
-    "contentCommitment": "content_commitment",
-    "keyEncipherment": "key_encipherment",
-    "dataEncipherment": "data_encipherment",
-    "keyAgreement": "key_agreement",
-    "keyCertSign": "key_cert_sign",
-    "cRLSign": "crl_sign",
-    "encipherOnly": "encipher_only",
-    "decipherOnly": "decipher_only",
-}
+from policies.profiles import KeyUsagePolicy
 
 _ATTRS = {
     "C": NameOID.COUNTRY_NAME,
@@ -65,9 +43,9 @@ _ATTRS = {
 class ExtensionPlan:
     """The extensions a profile asks for, resolved for one key family and one CA's URLs."""
 
-    key_usage: tuple[str, ...]
+    key_usage: tuple[str, ...]  # RFC 5280 names
     key_usage_critical: bool = True
-    extended_key_usage: tuple[str, ...] = ()
+    extended_key_usage: tuple[str, ...] = ()  # dotted OIDs
     eku_critical: bool = False
     is_ca: bool = False
     path_length: int | None = None
@@ -98,14 +76,7 @@ def build_name(attributes: list[tuple[str, str]]) -> x509.Name:
 
 
 def _key_usage(names: tuple[str, ...]) -> x509.KeyUsage:
-    flags = dict.fromkeys(set(_KU_FIELDS.values()), False)
-    for n in names:
-        flags[_KU_FIELDS[n]] = True
-    return x509.KeyUsage(**flags)
-
-
-def eku_oid(name: str) -> ObjectIdentifier:
-    return _EKU[name] if name in _EKU else ObjectIdentifier(name)
+    return x509.KeyUsage(**KeyUsagePolicy(names).x509_flags())
 
 
 def extensions_for(
@@ -119,7 +90,8 @@ def extensions_for(
         (_key_usage(plan.key_usage), plan.key_usage_critical),
     ]
     if plan.extended_key_usage:
-        exts.append((x509.ExtendedKeyUsage([eku_oid(e) for e in plan.extended_key_usage]),
+        exts.append((x509.ExtendedKeyUsage(
+            [ObjectIdentifier(oid) for oid in plan.extended_key_usage]),
                      plan.eku_critical))
     exts.append((x509.SubjectKeyIdentifier.from_public_key(subject_public_key), False))
     if issuer_ski is not None:

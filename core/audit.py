@@ -356,57 +356,9 @@ def record_event(
     On PostgreSQL the transaction must be READ COMMITTED (the default); under REPEATABLE READ
     two concurrent appenders end in a serialisation failure instead of waiting for each other.
     """
-    _check_text("actor", actor, required=True)
-    _check_text("action", action, required=True)
-    if not _ACTION_RE.fullmatch(action):
-        raise ValueError(
-            f"action {action!r} must be dotted lowercase words, e.g. 'ca.issue.refused'"
-        )
-    _check_text("object_type", object_type, required=False)
-    _check_text("object_id", object_id, required=False)
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-    details_text = canonical_details(details)
-
-    # The chain lock. Column select, not an ORM load, so a stale AuditHead in the session's
-    # identity map can never hand out a seq twice.
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-    ).one_or_none()
-    if head is None:
-        raise AuditError(
-            "the audit_head row is missing: run the migrations ('govpki init') before auditing"
-        )
-    seq = head.seq + 1
-    # Taken under the lock, so occurred_at follows seq order as long as the clock does.
-    occurred_at = utcnow()
-    digest = compute_event_hash(
-        seq=seq,
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        outcome=outcome,
-        details=details_text,
-        prev_hash=head.hash,
-    )
-    audit_event = AuditEvent(
-        seq=seq,
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        outcome=outcome,
-        details=details_text,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(audit_event)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=digest))
-    session.flush()
-    return audit_event
+    spec = EventSpec(actor, action, object_type, object_id, outcome, details)
+    # Transient (never added to the session): the row itself was written by _append.
+    return AuditEvent(**_append(session, [spec])[0])
 
 
 @dataclass(frozen=True)
@@ -426,8 +378,13 @@ def record_events(session: Session, events: Sequence[EventSpec]) -> list[str]:
 
     For batched issuance: one lock, one bulk insert and one head update for the whole batch,
     while every event still gets its own link (seq, prev_hash, hash), so verification is the
-    same as for events appended one by one.
+    same as for events appended one by one. Same contract as :func:`record_event`.
     """
+    return [row["hash"] for row in _append(session, events)]
+
+
+def _append(session: Session, events: Sequence[EventSpec]) -> list[dict[str, Any]]:
+    """Validate every event before locking anything, then link and insert them."""
     prepared = []
     for ev in events:
         _check_text("actor", ev.actor, required=True)
@@ -441,6 +398,8 @@ def record_events(session: Session, events: Sequence[EventSpec]) -> list[str]:
         prepared.append((ev, canonical_details(ev.details)))
     if not prepared:
         return []
+    # The chain lock. Column select, not an ORM load, so a stale AuditHead in the session's
+    # identity map can never hand out a seq twice.
     head = session.execute(
         select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
     ).one_or_none()
@@ -449,9 +408,9 @@ def record_events(session: Session, events: Sequence[EventSpec]) -> list[str]:
             "the audit_head row is missing: run the migrations ('govpki init') before auditing"
         )
     seq, prev = head.seq, head.hash
+    # Taken under the lock, so occurred_at follows seq order as long as the clock does.
     occurred_at = utcnow()
-    rows = []
-    hashes = []
+    rows: list[dict[str, Any]] = []
     for ev, details_text in prepared:
         seq += 1
         digest = compute_event_hash(
@@ -463,11 +422,10 @@ def record_events(session: Session, events: Sequence[EventSpec]) -> list[str]:
                      "action": ev.action, "object_type": ev.object_type,
                      "object_id": ev.object_id, "outcome": ev.outcome,
                      "details": details_text, "prev_hash": prev, "hash": digest})
-        hashes.append(digest)
         prev = digest
     session.execute(insert(AuditEvent), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
-    return hashes
+    return rows
 
 
 def record_refusal(
@@ -500,8 +458,6 @@ def record_refusal(
             outcome=outcome,
             details=details,
         )
-        # Detach before commit so commit does not expire it, whatever the factory's settings.
-        session.expunge(audit_event)
     return audit_event
 
 

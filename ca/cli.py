@@ -4,7 +4,7 @@ composition root (govpki/cli.py) turns them into one-line messages and exit code
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +25,13 @@ from policies.profiles import load_profiles
 DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonies" / "demo.yaml"
 
 
+# Called with every context a CLI command opens. The composition root (govpki/cli.py) adds the
+# services that must hear status changes in this process — the OCSP responder signs the new
+# answer before `govpki ca revoke` returns — without ca/ importing them.
+ContextHook = Callable[[CaContext], Callable[[], None]]
+CONTEXT_HOOKS: list[ContextHook] = []
+
+
 @contextmanager
 def ca_context() -> Iterator[CaContext]:
     from ca.setup import require_initialised
@@ -33,9 +40,12 @@ def ca_context() -> Iterator[CaContext]:
     config = load_config()
     require_initialised(config)
     ctx = CaContext.open(config)
+    closers = [hook(ctx) for hook in CONTEXT_HOOKS]
     try:
         yield ctx
     finally:
+        for close in reversed(closers):
+            close()
         ctx.close()
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -59,7 +62,11 @@ class Certificate(Base):
     """
 
     __tablename__ = "ca_certificate"
-    __table_args__ = (UniqueConstraint("authority_id", "serial", name="uq_ca_certificate_serial"),)
+    __table_args__ = (
+        UniqueConstraint("authority_id", "serial", name="uq_ca_certificate_serial"),
+        # Delta CRLs ask "what changed since the base CRL" (ca/crl.py, migration ca_0002).
+        Index("ix_ca_certificate_status_changed", "authority_id", "status_changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"), index=True)
@@ -96,3 +103,38 @@ class ServiceKey(Base):
     key_uri: Mapped[str] = mapped_column(String(512))
     certificate_id: Mapped[int] = mapped_column(ForeignKey("ca_certificate.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CrlCounter(Base):
+    """The CRL number space of one CA (RFC 5280 §5.2.3), shared by its full and delta CRLs.
+
+    Publication locks this row (SELECT ... FOR UPDATE) for the whole build, so numbers are
+    never reused — across restarts and across processes on one PostgreSQL — and a higher number
+    always means a later thisUpdate and newer content.
+    """
+
+    __tablename__ = "ca_crl_counter"
+
+    authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"), primary_key=True)
+    last_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class PublishedCrl(Base):
+    """A signed CRL as served at /crl/<ca>.crl (full) or /crl/<ca>-delta.crl (delta)."""
+
+    __tablename__ = "ca_crl"
+    __table_args__ = (
+        UniqueConstraint("authority_id", "number", name="uq_ca_crl_number"),
+        Index("ix_ca_crl_newest", "authority_id", "is_delta", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    is_delta: Mapped[bool] = mapped_column(Boolean)
+    # The full CRL a delta refers to (its deltaCRLIndicator); None on full CRLs.
+    base_number: Mapped[int | None] = mapped_column(BigInteger)
+    this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    entries: Mapped[int] = mapped_column(Integer)
+    der: Mapped[bytes] = mapped_column(LargeBinary)

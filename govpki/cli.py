@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ca.cli import DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
+from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
+from ca.context import CaContext
+from ca.crl_cli import crl_group
 from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
+from ocsp.cli import ocsp_group
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -44,6 +48,18 @@ def cli() -> None:
 
 
 cli.add_command(ca_group)
+cli.add_command(ocsp_group)
+cli.add_command(crl_group)
+
+
+def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
+    """Revoking from the CLI re-signs the OCSP answer before the command returns (issue 4)."""
+    from ocsp.events import install
+
+    return install(ctx, listen=False).close
+
+
+CONTEXT_HOOKS.append(_ocsp_signs_in_this_process)
 
 
 @cli.command("init")
@@ -146,7 +162,10 @@ def audit_checkpoint_cmd() -> None:
               help="Worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Threads per worker for the WSGI application.")
-def serve_cmd(host: str | None, port: int | None, workers: int, threads: int) -> None:
+@click.option("--only", type=click.Choice(["ca", "ocsp"]), default=None,
+              help="Serve one part alone (e.g. an OCSP responder node).")
+def serve_cmd(host: str | None, port: int | None, workers: int, threads: int,
+              only: str | None) -> None:
     """Serve the HTTP endpoints with granian (CA certificates now; CRL, OCSP, TSA and the RA
     come with their issues)."""
     from granian import Granian
@@ -157,6 +176,8 @@ def serve_cmd(host: str | None, port: int | None, workers: int, threads: int) ->
 
     config = load_config()
     require_initialised(config)  # fail here, in one line, not in every worker
+    if only:
+        os.environ["GOVPKI_SERVE_ONLY"] = only  # read by create_app in each worker
     Granian(
         "govpki.wsgi:create_app", factory=True, interface=Interfaces.WSGI,
         address=host or config.listen_host, port=port or config.listen_port,

@@ -1,23 +1,32 @@
-"""The WSGI application: one blueprint per package, errors as RFC 9457 problem bodies."""
+"""The WSGI application: Flask blueprints for pages and small endpoints, lean WSGI apps for the
+hot protocol paths (OCSP), composed by path; errors as RFC 9457 problem bodies.
+
+`govpki serve` runs ``create_app`` under granian (``factory=True``); ``GOVPKI_SERVE_ONLY``
+(set by ``--only``) selects a split deployment, e.g. a responder node serving OCSP alone.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
 from core.errors import GovpkiError
 
+SERVICES = ("ca", "ocsp")
 
-def create_app(config: Config | None = None) -> Flask:
-    config = config or load_config()
+
+def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
     app = Flask("govpki")
-    app.config["GOVPKI_CA"] = CaContext.open(config)
-    app.register_blueprint(ca_blueprint)
+    app.config["GOVPKI_CA"] = ctx
+    if with_ca:
+        app.register_blueprint(ca_blueprint)
 
     @app.errorhandler(GovpkiError)
     def _govpki_error(exc: GovpkiError) -> tuple[Response, int]:
@@ -33,8 +42,33 @@ def create_app(config: Config | None = None) -> Flask:
         response.content_type = "application/problem+json"
         return response, code
 
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("unexpected error")
+        response = jsonify({"type": "about:blank", "title": "internal error", "status": 500,
+                            "detail": "the server failed; the error is in its log"})
+        response.content_type = "application/problem+json"
+        return response, 500
+
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
     return app
+
+
+def create_app(config: Config | None = None, only: str | None = None) -> Any:
+    """The whole service (default) or one part of it (``only``: one of SERVICES)."""
+    from govpki.scheduler import start_scheduler
+    from ocsp.wsgi import create_ocsp_app
+
+    only = only or os.environ.get("GOVPKI_SERVE_ONLY") or None
+    if only is not None and only not in SERVICES:
+        raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
+    ctx = CaContext.open(config or load_config())
+    flask_app = _flask_app(ctx, with_ca=only in (None, "ca"))
+    mounts: dict[str, Any] = {}
+    if only in (None, "ocsp"):
+        mounts["/ocsp"] = create_ocsp_app(ctx)
+    start_scheduler(ctx, crl=only in (None, "ca"), ocsp=only in (None, "ocsp"))
+    return DispatcherMiddleware(flask_app, mounts)

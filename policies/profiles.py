@@ -37,6 +37,7 @@ __all__ = [
     "KEY_TYPE_FAMILIES",
     "KEY_USAGE_NAMES",
     "PROFILES_DIR",
+    "CrlPolicy",
     "Description",
     "ExtendedKeyUsagePolicy",
     "KeyUsagePolicy",
@@ -107,6 +108,9 @@ _EKU_NAMES: Final[dict[str, str]] = {oid: name for name, oid in EKU_OIDS.items()
 _NAME: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _OID: Final = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")
 _MAX_VALIDITY_DAYS: Final = 36525  # 100 years: a larger number is a typo, not a policy
+# A CRL that promises no update for more than a year is a typo, not a policy (CA/B BR 4.9.7
+# allows twelve months for CA certificates' CRLs; govpki is not bound by it but shares the sense).
+_MAX_CRL_HOURS: Final = 366 * 24
 
 
 def key_family(key_type: str) -> str:
@@ -157,6 +161,16 @@ class ExtendedKeyUsagePolicy:
 
 
 @dataclass(frozen=True)
+class CrlPolicy:
+    """How long a CA's CRLs are valid: nextUpdate = thisUpdate + these hours (RFC 5280
+    §5.1.2.5). The delta CRL's is shorter, so relying parties see changes sooner without
+    fetching the whole list (§5.2.4)."""
+
+    next_update_hours: int
+    delta_next_update_hours: int
+
+
+@dataclass(frozen=True)
 class Profile:
     """One validated certificate profile. Build it with :func:`load_profile` and friends.
 
@@ -182,6 +196,8 @@ class Profile:
     aia_ca_issuers: bool
     subject_rules: SubjectRules
     san_rules: SubjectAltNameRules | None
+    # CA profiles only: validity of the CRLs the CA publishes (None: ca/ uses its defaults).
+    crl: CrlPolicy | None = None
 
     def allows_key_type(self, key_type: str) -> bool:
         """Whether a subject key of this registry key type (``ec-p256``...) may be certified."""
@@ -547,13 +563,50 @@ def _subject_alt_name(check: _Check, value: object) -> SubjectAltNameRules | Non
     return SubjectAltNameRules(required=required, types=tuple(items))
 
 
+def _hours(check: _Check, value: object, path: str) -> int | None:
+    if value is _MISSING:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        check.fail(path, f"must be a positive integer (hours), got {_describe(value)}")
+        return None
+    if value > _MAX_CRL_HOURS:
+        check.fail(path, f"must be at most {_MAX_CRL_HOURS} (366 days), got {value}")
+        return None
+    return value
+
+
+def _crl(check: _Check, value: object, is_ca: bool | None) -> CrlPolicy | None:
+    """The optional ``crl`` section of a CA profile: how long its full and delta CRLs last."""
+    path = "crl"
+    if value is _MISSING:
+        return None
+    if is_ca is False:
+        check.fail(path, "only CA profiles publish CRLs (is_ca: true)")
+        return None
+    fields = _fields(check, value, path,
+                     required=("next_update_hours", "delta_next_update_hours"))
+    if fields is None:
+        return None
+    full = _hours(check, fields.get("next_update_hours", _MISSING), f"{path}.next_update_hours")
+    delta = _hours(check, fields.get("delta_next_update_hours", _MISSING),
+                   f"{path}.delta_next_update_hours")
+    if full is None or delta is None:
+        return None
+    if delta > full:
+        check.fail(f"{path}.delta_next_update_hours",
+                   f"must not exceed next_update_hours ({full}): a delta CRL is published "
+                   "more often than the full CRL it refers to (RFC 5280 §5.2.4)")
+        return None
+    return CrlPolicy(next_update_hours=full, delta_next_update_hours=delta)
+
+
 _REQUIRED_FIELDS: Final = (
     "description", "key_types", "validity_days", "is_ca", "key_usage",
     "crl_distribution_point", "aia_ocsp", "aia_ca_issuers", "subject",
 )
 _OPTIONAL_FIELDS: Final = (
     "path_length", "extended_key_usage", "ocsp_nocheck", "certificate_policies",
-    "subject_alt_name",
+    "subject_alt_name", "crl",
 )
 
 
@@ -589,6 +642,7 @@ def profile_from_mapping(data: object, name: str, *, source: str | None = None) 
     aia_ca_issuers = _bool(check, get("aia_ca_issuers"), "aia_ca_issuers")
     subject = _subject(check, get("subject"))
     san = _subject_alt_name(check, get("subject_alt_name"))
+    crl = _crl(check, get("crl"), is_ca)
 
     # Cross-field rules.
     if key_types is not None and key_usage is not None:
@@ -639,6 +693,7 @@ def profile_from_mapping(data: object, name: str, *, source: str | None = None) 
         aia_ca_issuers=aia_ca_issuers,
         subject_rules=subject,
         san_rules=san,
+        crl=crl,
     )
 
 

@@ -19,10 +19,11 @@ from sqlalchemy import create_engine, text
 
 from ca.ceremony import CeremonyResult, load_ceremony, run_ceremony
 from ca.cli import DEMO_CEREMONY
-from ca.context import CaContext, version_locations
+from ca.context import CaContext
 from core import migrate
 from core.config import AuditConfig, Config, KeyStoreConfig
 from core.db import make_engine
+from govpki.migrations import all_version_locations
 from hsm.file_store import FileKeyStore
 from hsm.keystore import KeyRing
 
@@ -136,7 +137,7 @@ def build_pki(home: Path, database_url: str, keys: str, token: dict[str, str] | 
                     public_base_url="http://127.0.0.1:8600", keystore=keystore,
                     audit=AuditConfig(key_uri=key_uri("audit")))
     engine = make_engine(database_url)
-    migrate.upgrade(engine, version_locations())
+    migrate.upgrade(engine, all_version_locations())  # every package's tables, as `init` does
     engine.dispose()
     ctx = CaContext.open(config, keyring=KeyRing(stores))
     result = run_ceremony(ctx, load_ceremony(DEMO_CEREMONY), key_uri=key_uri, actor="test")

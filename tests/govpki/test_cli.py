@@ -70,7 +70,11 @@ def test_init_creates_demo_hierarchy_and_refuses_a_second_time(home: Path) -> No
     keys_before = sorted(p.name for p in (home / "keys").iterdir())
     again = run(home, "init", check=False)
     assert_one_line_error(again, "already initialised")
-    assert row_counts(home) == before
+    # nothing changed but the audited refusal
+    assert row_counts(home) == (before[0], before[1] + 1)
+    with sqlite3.connect(home / "govpki.sqlite3") as db:
+        last = db.execute("SELECT action, outcome FROM audit_event ORDER BY seq DESC").fetchone()
+    assert last == ("ceremony.start", "refused")
     assert sorted(p.name for p in (home / "keys").iterdir()) == keys_before
     assert run(home, "init", "--if-empty").returncode == 0
     assert (home / "govpki.toml").stat().st_mode & 0o077 == 0

@@ -19,6 +19,7 @@ from policies.errors import KeyTypeNotAllowed, ProfileInvalid, ProfileNotFound
 from policies.profiles import (
     KEY_TYPE_FAMILIES,
     PROFILES_DIR,
+    CrlPolicy,
     Profile,
     get_profile,
     load_profile,
@@ -64,6 +65,21 @@ def test_the_profile_set() -> None:
     names = set(load_profiles())
     assert set(END_ENTITY_POLICY) | set(CA_PROFILES) <= names
     assert names == {p.stem for p in SHIPPED}
+
+
+def test_ca_profiles_give_crl_validity() -> None:
+    """The CA profiles say how long their CRLs last; end-entity profiles publish none."""
+    assert get_profile("root-ca").crl == CrlPolicy(168, 24)
+    for name in CA_PROFILES[1:]:
+        assert get_profile(name).crl == CrlPolicy(24, 4)
+    assert all(get_profile(p.stem).crl is None for p in SHIPPED if p.stem not in CA_PROFILES)
+
+
+def test_crl_section_is_optional_on_ca_profiles(tmp_path: Path) -> None:
+    path = tmp_path / "issuing-ca-officials.yaml"
+    data = _changed("issuing-ca-officials", {"crl": DELETE})
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert load_profile(path).crl is None
 
 
 def test_key_type_strings_match_the_hsm_registry() -> None:
@@ -340,6 +356,41 @@ INVALID = {
     "unknown-san-type": (
         "server-tls", {"subject_alt_name.types": ["dns", "url"]},
         "subject_alt_name.types[1]: unknown name type 'url'",
+    ),
+    "crl-on-end-entity": (
+        SIG, {"crl": {"next_update_hours": 24, "delta_next_update_hours": 4}},
+        "crl: only CA profiles publish CRLs",
+    ),
+    "crl-not-a-mapping": (
+        "issuing-ca-officials", {"crl": 24}, "crl: must be a mapping, got 24",
+    ),
+    "crl-unknown-field": (
+        "issuing-ca-officials", {"crl.next_update_days": 1},
+        "crl: unknown field 'next_update_days' (did you mean 'next_update_hours'?)",
+    ),
+    "crl-missing-delta": (
+        "issuing-ca-officials", {"crl.delta_next_update_hours": DELETE},
+        "crl.delta_next_update_hours: required field is missing",
+    ),
+    "crl-zero-hours": (
+        "issuing-ca-officials", {"crl.next_update_hours": 0},
+        "crl.next_update_hours: must be a positive integer (hours), got 0",
+    ),
+    "crl-hours-as-text": (
+        "root-ca", {"crl.delta_next_update_hours": "4h"},
+        "crl.delta_next_update_hours: must be a positive integer (hours), got '4h'",
+    ),
+    "crl-hours-bool": (
+        "root-ca", {"crl.next_update_hours": True},
+        "crl.next_update_hours: must be a positive integer (hours), got true",
+    ),
+    "crl-too-long": (
+        "root-ca", {"crl.next_update_hours": 9000},
+        "crl.next_update_hours: must be at most 8784 (366 days), got 9000",
+    ),
+    "crl-delta-longer-than-full": (
+        "issuing-ca-devices", {"crl.delta_next_update_hours": 48},
+        "crl.delta_next_update_hours: must not exceed next_update_hours (24)",
     ),
 }
 

@@ -6,7 +6,7 @@ export GOVPKI_HOME ?= $(CURDIR)/var
 
 .PHONY: setup run test check pytest bench-smoke clean
 
-$(VENV)/.installed: setup.py pyproject.toml
+$(VENV)/.installed: setup.py pyproject.toml $(wildcard */__init__.py apps/*/__init__.py)
 	@.ci/system-packages
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

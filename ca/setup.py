@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,17 +24,30 @@ def _toml_value(value: str | int) -> str:
     return f'"{escaped}"'
 
 
-def write_config(home: Path, sections: dict[str, dict[str, str | int]]) -> None:
-    """Write govpki.toml with the given sections; refuse to overwrite an existing file."""
+def add_config_sections(home: Path, sections: dict[str, dict[str, str | int]]) -> None:
+    """Append the tables govpki.toml does not have yet (created 0600 if missing).
+
+    Tables the operator already wrote are left exactly as they are: a ceremony never rewrites
+    configuration, it only records what it created.
+    """
     path = home / "govpki.toml"
-    lines = ["# govpki configuration, written by the key ceremony; see docs/configuration.md", ""]
+    existing: dict[str, object] = {}
+    if path.exists():
+        try:
+            existing = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CeremonyError(f"{path}: not valid TOML: {exc}") from None
+    lines = [] if existing or path.exists() else [
+        "# govpki configuration, written by the key ceremony; see docs/configuration.md"]
     for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
+        if name in existing:
+            continue
+        lines += ["", f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in values.items())]
+    if not lines:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def pkcs11_key_uri(token_label: str) -> Callable[[str], str]:
@@ -67,16 +81,13 @@ def prepare_home(pkcs11_module: str | None, token_label: str | None, pin_env: st
             sections["keystore"] = {"type": "file", "passphrase_file": DEMO_PASSPHRASE_FILE}
     if audit_label:
         sections["audit"] = {"key_uri": key_uri(audit_label)}
-    if sections:
-        if config_path.exists():
-            existing = load_config(home)
-            if pkcs11_module and existing.keystore.pkcs11_module != pkcs11_module:
-                raise CeremonyError(
-                    f"{config_path} exists and names another key store; "
-                    "edit it or use an empty GOVPKI_HOME"
-                )
-        else:
-            write_config(home, sections)
+    if config_path.exists() and pkcs11_module:
+        existing = load_config(home)
+        if existing.keystore.pkcs11_module not in ("", pkcs11_module):
+            raise CeremonyError(
+                f"{config_path} names another key store; edit it or use an empty GOVPKI_HOME"
+            )
+    add_config_sections(home, sections)
     config = load_config(home)
     engine = make_engine(config.database_url)
     try:

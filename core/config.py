@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class Config:
     listen_port: int = DEFAULT_PORT
     keystore: KeyStoreConfig = field(default_factory=KeyStoreConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    # Tables owned by packages above core (e.g. [tsa] → signing.config.TsaConfig), kept as
+    # data here and validated, unknown keys refused, by the package that owns them.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def path(self, relative: str) -> Path:
         """A path inside GOVPKI_HOME (absolute paths are kept as they are)."""
@@ -61,6 +65,7 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {"keystore": KeyStoreConfig, "audit": AuditConfig}
+PACKAGE_SECTIONS = ("tsa",)
 _TOP_LEVEL = {"database_url", "public_base_url", "listen_host", "listen_port"}
 
 
@@ -98,6 +103,10 @@ def load_config(home: Path | None = None) -> Config:
             if not isinstance(value, dict):
                 raise ConfigError(f"configuration key '{key}' must be a table", key=key)
             kwargs[key] = _build(_SECTIONS[key], value, f"{key}.")
+        elif key in PACKAGE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"configuration key '{key}' must be a table", key=key)
+            kwargs.setdefault("sections", {})[key] = value
         elif key in _TOP_LEVEL:
             kwargs[key] = value
         else:

@@ -162,7 +162,7 @@ def audit_checkpoint_cmd() -> None:
               help="Worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Threads per worker for the WSGI application.")
-@click.option("--only", type=click.Choice(["ca", "ocsp"]), default=None,
+@click.option("--only", type=click.Choice(["ca", "ocsp", "tsa"]), default=None,
               help="Serve one part alone (e.g. an OCSP responder node).")
 def serve_cmd(host: str | None, port: int | None, workers: int, threads: int,
               only: str | None) -> None:

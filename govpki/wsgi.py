@@ -12,14 +12,13 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
 from core.errors import GovpkiError
 
-SERVICES = ("ca", "ocsp")
+SERVICES = ("ca", "ocsp", "tsa")
 
 
 def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
@@ -57,18 +56,39 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
     return app
 
 
+class PrefixRouter:
+    """Sends /ocsp... and /tsa... to their lean apps with the environ untouched (they read the
+    raw path themselves), everything else to Flask."""
+
+    def __init__(self, default: Any, routes: dict[str, Any]) -> None:
+        self.default = default
+        self.routes = routes
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        for prefix, app in self.routes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app(environ, start_response)
+        return self.default(environ, start_response)
+
+
 def create_app(config: Config | None = None, only: str | None = None) -> Any:
     """The whole service (default) or one part of it (``only``: one of SERVICES)."""
     from govpki.scheduler import start_scheduler
     from ocsp.wsgi import create_ocsp_app
+    from signing.config import tsa_config_from
+    from signing.tsa_wsgi import create_tsa_app
 
     only = only or os.environ.get("GOVPKI_SERVE_ONLY") or None
     if only is not None and only not in SERVICES:
         raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
-    ctx = CaContext.open(config or load_config())
+    config = config or load_config()
+    ctx = CaContext.open(config)
     flask_app = _flask_app(ctx, with_ca=only in (None, "ca"))
-    mounts: dict[str, Any] = {}
+    routes: dict[str, Any] = {}
     if only in (None, "ocsp"):
-        mounts["/ocsp"] = create_ocsp_app(ctx)
+        routes["/ocsp"] = create_ocsp_app(ctx)
+    if only in (None, "tsa"):
+        routes["/tsa"] = create_tsa_app(ctx, tsa_config_from(config.sections))
     start_scheduler(ctx, crl=only in (None, "ca"), ocsp=only in (None, "ocsp"))
-    return DispatcherMiddleware(flask_app, mounts)
+    return PrefixRouter(flask_app, routes)

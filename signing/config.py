@@ -8,7 +8,9 @@ checks values against ``type(default)``), so the same class can be built from TO
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from core.errors import ConfigError
 
@@ -66,3 +68,13 @@ class TsaConfig:
             raise ConfigError(
                 "configuration key 'tsa.max_offset_ms' exceeds tsa.accuracy_seconds: the "
                 "accuracy stated in each token would not hold", key="tsa.max_offset_ms")
+
+
+def tsa_config_from(sections: Mapping[str, Mapping[str, Any]]) -> TsaConfig:
+    """The [tsa] table of govpki.toml (core keeps it as data) as a validated TsaConfig."""
+    data = dict(sections.get("tsa", {}))
+    known = {f.name for f in fields(TsaConfig)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown configuration key 'tsa.{key}'", key=f"tsa.{key}")
+    return TsaConfig(**data)

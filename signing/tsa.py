@@ -225,19 +225,20 @@ class TimeStampAuthority:
             request = self._parse(query_der)
             clock = self.clock.state()
             if not clock.synchronised:
-                raise _Rejection(TIME_NOT_AVAILABLE, f"time source not available: "
-                                                     f"{clock.detail}")
+                # The detail (offsets, commands) is for operators: logged and on /tsa/health.
+                raise _Rejection(TIME_NOT_AVAILABLE, "the TSA's clock is not synchronised")
             gen_time = self._now()
             if not (self.certificate.not_valid_before_utc <= gen_time
                     <= self.certificate.not_valid_after_utc):
                 raise _Rejection(SYSTEM_FAILURE, "the TSA certificate is not valid at this time")
             token = self._token(request, gen_time)
+            return _TimeStampResp({"status": {"status": GRANTED},
+                                   "time_stamp_token": token}).dump()
         except _Rejection as rejection:
             return self._rejection(rejection.fail_info, rejection.text)
         except Exception:  # the signer or the encoder: never an exception to the client
             log.exception("TSA failed to build a time-stamp token")
             return self._rejection(SYSTEM_FAILURE, "the TSA could not produce a token")
-        return _TimeStampResp({"status": {"status": GRANTED}, "time_stamp_token": token}).dump()
 
     def clock_status(self) -> dict[str, Any]:
         """Health signal: ``{"source", "synchronised", "detail"}``."""
@@ -267,7 +268,7 @@ class TimeStampAuthority:
             cert_req = bool(req["cert_req"].native)
             has_extensions = req["extensions"].native is not None
         except Exception:  # asn1crypto raises ValueError, TypeError, KeyError, OverflowError...
-            raise _Rejection(BAD_DATA_FORMAT, "the request is not a DER TimeStampReq") from None
+            raise _Rejection(BAD_DATA_FORMAT, "the request is not a TimeStampReq") from None
         if version != "v1":
             raise _Rejection(BAD_DATA_FORMAT, f"unsupported TimeStampReq version {version}")
         accepted = ACCEPTED_IMPRINT_HASHES.get(oid)

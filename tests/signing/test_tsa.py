@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from pathlib import Path
 
 import pytest
 from asn1crypto import cms
@@ -19,7 +20,15 @@ from signing.config import TsaConfig
 from signing.errors import TsaConfigError
 from signing.tsa import TimeStampAuthority, TsaKey, load_tsa_key
 from tests.conftest import Pki
-from tests.signing.helpers import make_query, parse_reply, signed_data, status_of, tst_info
+from tests.signing.helpers import (
+    make_query,
+    openssl_query,
+    parse_reply,
+    signed_data,
+    status_of,
+    tst_info,
+    verify,
+)
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +251,35 @@ def test_ber_request_yields_a_der_token(file_tsa: TimeStampAuthority) -> None:
     reply = file_tsa.respond(query)
     assert status_of(reply) == ("granted", set())
     assert tst_info(reply)["message_imprint"].dump() == tlv(0x30, imprint)
+
+
+@pytest.mark.parametrize("key_type", ["ec-p384", "rsa-2048"])
+def test_other_key_types_give_tokens_openssl_verifies(key_type: str, tmp_path: Path) -> None:
+    """Hash and signature OID come from hsm.algorithms: P-384 signs with SHA-384, RSA with
+    sha256WithRSAEncryption; openssl checks both (the self-signed TSA certificate as anchor)."""
+    from hsm.algorithms import algorithm
+
+    key = algorithm(key_type).generate_software_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"TSA {key_type}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([TS]), critical=True)
+            .sign(key, hashes.SHA256()))
+    tsa = TimeStampAuthority(None, key=TsaKey(SoftwareSigner("file:t", key),
+                                              cert.public_bytes(serialization.Encoding.DER)))
+    document = tmp_path / "doc.txt"
+    document.write_bytes(b"doc")
+    query = openssl_query(document, tmp_path / "q.tsq", digest="sha384")
+    (tmp_path / "r.tsr").write_bytes(tsa.respond(query))
+    (tmp_path / "tsa.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    result = verify(document, tmp_path / "r.tsr", tmp_path / "tsa.pem", empty)
+    assert result.returncode == 0, result.stdout + result.stderr
+    signer_info = signed_data((tmp_path / "r.tsr").read_bytes())["signer_infos"][0]
+    assert signer_info["signature_algorithm"]["algorithm"].dotted \
+        == algorithm(key_type).signature_oid
+    assert signer_info["digest_algorithm"]["algorithm"].native == algorithm(key_type).hash_name

@@ -208,7 +208,7 @@ def ceremony_cmd(file: Path, pkcs11_module: str | None, token_label: str | None,
 
 
 def run_ceremony_file(file: Path, pkcs11_module: str | None, token_label: str | None,
-                      pin_env: str, *, demo_secret: bool = False,
+                      pin_env: str, *, demo: bool = False,
                       locations: list[str] | None = None) -> None:
     from ca.setup import prepare_home
 
@@ -219,7 +219,7 @@ def run_ceremony_file(file: Path, pkcs11_module: str | None, token_label: str | 
         token_store = open_pkcs11_store(pkcs11_module, token_label, pin_env)
     config, key_uri = prepare_home(pkcs11_module, token_label, pin_env,
                                    audit_label=spec.audit_key.label if spec.audit_key else None,
-                                   demo_secret=demo_secret, locations=locations)
+                                   demo=demo, locations=locations)
     keyring = open_keyring(config) if token_store is None else KeyRing(
         [*open_keyring(config, with_pkcs11=False).stores, token_store])
     ctx = CaContext.open(config, keyring=keyring)

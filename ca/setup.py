@@ -57,7 +57,7 @@ def pkcs11_key_uri(token_label: str) -> Callable[[str], str]:
 
 
 def prepare_home(pkcs11_module: str | None, token_label: str | None, pin_env: str,
-                 audit_label: str | None, demo_secret: bool = False,
+                 audit_label: str | None, demo: bool = False,
                  locations: list[str] | None = None,
                  ) -> tuple[Config, Callable[[str], str]]:
     """Config and key-URI scheme for a ceremony on this home; schema brought up to date."""
@@ -76,9 +76,13 @@ def prepare_home(pkcs11_module: str | None, token_label: str | None, pin_env: st
         if token_label:
             raise CeremonyError("--token-label needs --pkcs11-module")
         key_uri = lambda label: f"file:{label}"  # noqa: E731
-        if demo_secret and not os.environ.get("GOVPKI_KEY_PASSPHRASE"):
+        if demo and not os.environ.get("GOVPKI_KEY_PASSPHRASE"):
             _write_demo_passphrase(home)
             sections["keystore"] = {"type": "file", "passphrase_file": DEMO_PASSPHRASE_FILE}
+    if demo:
+        # A demo machine may run no time daemon, so it cannot prove its clock: the demo TSA
+        # answers without the check (production default: the kernel's NTP state).
+        sections["tsa"] = {"clock_source": "none"}
     if audit_label:
         sections["audit"] = {"key_uri": key_uri(audit_label)}
     if config_path.exists() and pkcs11_module:

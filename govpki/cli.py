@@ -79,8 +79,15 @@ def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
     click.echo(f"initialising {home}", err=True)
     file = ceremony_file or DEMO_CEREMONY
     # The demo runs on file keys; without GOVPKI_KEY_PASSPHRASE a 0600 passphrase file is made.
-    run_ceremony_file(file, None, None, "GOVPKI_PKCS11_PIN", demo_secret=True,
+    run_ceremony_file(file, None, None, "GOVPKI_PKCS11_PIN", demo=True,
                       locations=all_version_locations())
+    from core.config import load_config
+    from signing.config import tsa_config_from
+
+    if tsa_config_from(load_config().sections).clock_source == "none":
+        click.echo("warning: the demo TSA does not check that the clock is synchronised "
+                   "(govpki.toml [tsa] clock_source = \"none\"); production uses \"ntp\", "
+                   "\"chrony\" or \"command\"", err=True)
 
 
 @cli.group("db")

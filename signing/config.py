@@ -38,7 +38,9 @@ class TsaConfig:
     not run once per request (0 checks every request).
     """
 
-    clock_source: str = "none"
+    # Strict by default: a production TSA must know its clock is synchronised (the kernel's
+    # NTP state). The embedded demo writes clock_source = "none" with a warning (govpki init).
+    clock_source: str = "ntp"
     clock_command: str = ""
     max_offset_ms: int = 100
     accuracy_seconds: int = 1

@@ -109,5 +109,5 @@ def test_unknown_tsa_setting_is_refused(tmp_path: Path) -> None:
     from signing.config import tsa_config_from
 
     (tmp_path / "govpki.toml").write_text('[tsa]\nclock_sorce = "none"\n')
-    with pytest.raises(ConfigError, match="tsa.clock_sorce"):
+    with pytest.raises(ConfigError, match=r"tsa\.clock_sorce"):
         tsa_config_from(load_config(tmp_path).sections)

@@ -39,16 +39,18 @@ def _server(pki: Pki, directory: Path, config: TsaConfig) -> Iterator[TsaServer]
 @pytest.fixture(scope="module")
 def tsa_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TsaServer]:
     """The demo TSA (key on every storage × key-store pair) behind a loopback HTTP server."""
-    yield from _server(pki, tmp_path_factory.mktemp(f"tsa-{pki.id}"), TsaConfig())
+    yield from _server(pki, tmp_path_factory.mktemp(f"tsa-{pki.id}"),
+                       TsaConfig(clock_source="none"))
 
 
 @pytest.fixture(scope="module")
 def file_tsa_server(file_pki: Pki,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[TsaServer]:
     """The same on SQLite + file keys, for behaviour that does not depend on storage."""
-    yield from _server(file_pki, tmp_path_factory.mktemp("tsa-file"), TsaConfig())
+    yield from _server(file_pki, tmp_path_factory.mktemp("tsa-file"),
+                       TsaConfig(clock_source="none"))
 
 
 @pytest.fixture(scope="module")
 def file_tsa(file_pki: Pki) -> TimeStampAuthority:
-    return TimeStampAuthority(file_pki.ctx, TsaConfig())
+    return TimeStampAuthority(file_pki.ctx, TsaConfig(clock_source="none"))

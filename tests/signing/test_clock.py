@@ -104,7 +104,7 @@ def test_command_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_none_warns_once_per_check(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="signing.clock"):
-        check = ClockCheck(TsaConfig())
+        check = ClockCheck(TsaConfig(clock_source="none"))
         for _ in range(3):
             assert check.status() == {"source": "none", "synchronised": True,
                                       "detail": "clock check disabled (clock_source = none): "

@@ -30,6 +30,8 @@ from tests.signing.helpers import (
     verify,
 )
 
+NO_CLOCK_CHECK = TsaConfig(clock_source="none")
+
 
 @pytest.fixture(scope="module")
 def frozen(file_pki: Pki) -> dt.datetime:
@@ -41,7 +43,8 @@ def frozen(file_pki: Pki) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def frozen_tsa(file_pki: Pki, frozen: dt.datetime) -> TimeStampAuthority:
-    return TimeStampAuthority(file_pki.ctx, TsaConfig(accuracy_seconds=2), now=lambda: frozen)
+    return TimeStampAuthority(file_pki.ctx, TsaConfig(clock_source="none", accuracy_seconds=2),
+                              now=lambda: frozen)
 
 
 # -- refusals, one PKIFailureInfo bit each ------------------------------------------------------
@@ -160,13 +163,14 @@ def test_signer_failure_is_a_system_failure_rejection(file_pki: Pki) -> None:
         def sign(self, data: bytes, hash_algorithm: hashes.HashAlgorithm) -> bytes:
             raise RuntimeError("token removed")
 
-    tsa = TimeStampAuthority(None, key=TsaKey(BrokenSigner(), key.certificate_der))  # type: ignore[arg-type]
+    tsa = TimeStampAuthority(None, NO_CLOCK_CHECK,  # type: ignore[arg-type]
+                             key=TsaKey(BrokenSigner(), key.certificate_der))
     assert status_of(tsa.respond(make_query())) == ("rejection", {"system_failure"})
 
 
 def test_expired_tsa_certificate_at_request_time(file_pki: Pki) -> None:
     clock = [dt.datetime.now(dt.UTC)]
-    tsa = TimeStampAuthority(file_pki.ctx, now=lambda: clock[0])
+    tsa = TimeStampAuthority(file_pki.ctx, NO_CLOCK_CHECK, now=lambda: clock[0])
     clock[0] = tsa.certificate.not_valid_after_utc + dt.timedelta(seconds=1)
     assert status_of(tsa.respond(make_query())) == ("rejection", {"system_failure"})
 
@@ -200,7 +204,8 @@ def _certificate(key: ec.EllipticCurvePrivateKey, eku: list[x509.ObjectIdentifie
 
 
 def _tsa_with(cert_der: bytes, key: ec.EllipticCurvePrivateKey) -> TimeStampAuthority:
-    return TimeStampAuthority(None, key=TsaKey(SoftwareSigner("file:t", key), cert_der))
+    return TimeStampAuthority(None, NO_CLOCK_CHECK,
+                              key=TsaKey(SoftwareSigner("file:t", key), cert_der))
 
 
 TS = ExtendedKeyUsageOID.TIME_STAMPING
@@ -268,7 +273,7 @@ def test_other_key_types_give_tokens_openssl_verifies(key_type: str, tmp_path: P
             .not_valid_after(now + dt.timedelta(days=30))
             .add_extension(x509.ExtendedKeyUsage([TS]), critical=True)
             .sign(key, hashes.SHA256()))
-    tsa = TimeStampAuthority(None, key=TsaKey(SoftwareSigner("file:t", key),
+    tsa = TimeStampAuthority(None, NO_CLOCK_CHECK, key=TsaKey(SoftwareSigner("file:t", key),
                                               cert.public_bytes(serialization.Encoding.DER)))
     document = tmp_path / "doc.txt"
     document.write_bytes(b"doc")

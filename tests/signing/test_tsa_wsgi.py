@@ -122,6 +122,6 @@ def test_clock_command(file_pki: Pki, tmp_path: Path, command: str, granted: boo
 
 
 def test_app_factory_loads_the_key_from_the_context(file_pki: Pki) -> None:
-    app = create_tsa_app(file_pki.ctx, TsaConfig())
+    app = create_tsa_app(file_pki.ctx, TsaConfig(clock_source="none"))
     with serve(app) as url:
         assert status_of(http(url + "/tsa", make_query()).body) == ("granted", set())

@@ -176,6 +176,7 @@ def run(smoke: bool) -> dict[str, object]:
         granian = subprocess.Popen(
             [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--factory",
              "--host", "127.0.0.1", "--port", str(ours_port), "--workers", str(workers),
+             "--blocking-threads", "1", "--http", "1",
              "--working-dir", str(ROOT), "bench.ocsp:make_app"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peer = subprocess.Popen(

@@ -167,11 +167,12 @@ def audit_checkpoint_cmd() -> None:
 @click.option("--port", type=int, default=None, help="Listen port (default from govpki.toml).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes.")
-@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Threads per worker for the WSGI application.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Threads per worker (default 8; 1 for --only ocsp, whose answers never wait "
+                   "on I/O and run fastest without GIL contention — docs/PERFORMANCE.md).")
 @click.option("--only", type=click.Choice(["ca", "ocsp", "tsa"]), default=None,
               help="Serve one part alone (e.g. an OCSP responder node).")
-def serve_cmd(host: str | None, port: int | None, workers: int, threads: int,
+def serve_cmd(host: str | None, port: int | None, workers: int, threads: int | None,
               only: str | None) -> None:
     """Serve the HTTP endpoints with granian (CA certificates now; CRL, OCSP, TSA and the RA
     come with their issues)."""
@@ -188,7 +189,7 @@ def serve_cmd(host: str | None, port: int | None, workers: int, threads: int,
     Granian(
         "govpki.wsgi:create_app", factory=True, interface=Interfaces.WSGI,
         address=host or config.listen_host, port=port or config.listen_port,
-        workers=workers, blocking_threads=threads,
+        workers=workers, blocking_threads=threads or (1 if only == "ocsp" else 8),
     ).serve()
 
 

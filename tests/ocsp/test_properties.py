@@ -3,14 +3,18 @@ protocol status — never an exception, never an HTTP 500 — from respond() and
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import os
 from collections.abc import Iterator
 
 import pytest
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,3 +115,66 @@ def test_oversized_post_is_malformed(ofile_pki) -> None:
         assert _call(app, "PUT", "/ocsp")[0].startswith("405")
     finally:
         app.close()
+
+
+# --- the fast request parser must agree with asn1crypto wherever it answers ------------------
+
+def _requests_for_fast_path() -> list[bytes]:
+    """Requests as pyca (like openssl) builds them: every CertID hash, serials of every
+    length class, with and without a nonce of the extreme lengths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fast-path")])
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(serial: int) -> x509.Certificate:
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(serial).not_valid_before(now)
+                .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+    issuer = cert(1)
+    out = []
+    for serial in (1, 127, 128, 255, 256, 2**63, 2**126 + 5):
+        leaf = cert(serial)
+        # SHA-1 CertIDs are what RFC 5019 clients send: a name, not a security use
+        for alg in (hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()):  # noqa: S303
+            for nonce in (None, os.urandom(1), os.urandom(32)):
+                b = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, alg)
+                if nonce is not None:
+                    b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
+                out.append(b.build().public_bytes(serialization.Encoding.DER))
+    return out
+
+
+_FAST_SAMPLES = _requests_for_fast_path()
+
+
+def test_fast_parser_takes_the_common_shape_and_agrees() -> None:
+    from ocsp.request import _fast_parse, _parse
+
+    for der in _FAST_SAMPLES:
+        fast = _fast_parse(der)
+        assert fast is not None
+        assert fast == _parse(der)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_FAST_SAMPLES), st.integers(min_value=0), st.integers(1, 255),
+       st.booleans())
+def test_fast_parser_never_disagrees_with_asn1crypto(der: bytes, pos: int, flip: int,
+                                                      truncate: bool) -> None:
+    from ocsp.errors import MalformedRequest
+    from ocsp.request import _fast_parse, _parse
+
+    data = bytearray(der)
+    if truncate:
+        data = data[: pos % len(data)]
+    else:
+        data[pos % len(data)] ^= flip
+    fast = _fast_parse(bytes(data))
+    if fast is None:
+        return  # the slow path decides; other tests cover its answers
+    try:
+        slow = _parse(bytes(data))
+    except (MalformedRequest, ValueError, TypeError, KeyError, IndexError, OverflowError):
+        raise AssertionError("the fast path accepted what asn1crypto refuses") from None
+    assert fast == slow

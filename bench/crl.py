@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pg import drop_pg, pg_database  # noqa: E402
+
 PASSPHRASE = "bench-passphrase"
-PG_ADMIN = os.environ.get("GOVPKI_BENCH_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 CEREMONY = """
 authorities:
   - name: root
@@ -229,31 +230,6 @@ def measure_openssl(directory: Path, count: int) -> dict[str, object]:
     return {"seconds": round(seconds, 3), "entries": count, "peak_rss_mib": round(rss, 1)}
 
 
-def pg_database() -> str | None:
-    from sqlalchemy import create_engine, text
-
-    name = f"govpki_bench_crl_{os.getpid()}"
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                              connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    except Exception:
-        return None
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_pg(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="1k entries only, for CI")
@@ -284,7 +260,8 @@ def main() -> None:
         for db in args.db.split(","):
             home = base / db
             home.mkdir()
-            url = f"sqlite:///{home / 'govpki.sqlite3'}" if db == "sqlite" else pg_database()
+            url = (f"sqlite:///{home / 'govpki.sqlite3'}" if db == "sqlite"
+                   else pg_database("govpki_bench_crl"))
             if url is None:
                 print(f"skipping {db}: not reachable", file=sys.stderr)
                 continue

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+from bench.pg import drop_pg, pg_database  # noqa: E402
 from ca.ceremony import parse_ceremony, run_ceremony  # noqa: E402
 from ca.context import CaContext, version_locations  # noqa: E402
 from ca.issuance import (  # noqa: E402
@@ -58,7 +59,6 @@ from policies.profiles import get_profile  # noqa: E402
 PASSPHRASE = "bench-passphrase"
 PIN = "bench-pin"
 SUBJECT = "CN=张三,OU=办公室,O=青海省人民政府办公厅,L=西宁市,ST=青海省,C=CN"
-PG_ADMIN = os.environ.get("GOVPKI_BENCH_PG", "postgresql+psycopg://127.0.0.1:5432/test")
 
 CEREMONY = """
 authorities:
@@ -92,31 +92,6 @@ def csr_pem() -> bytes:
 
 # --------------------------------------------------------------------------------------------
 # set-up
-
-def pg_database() -> str | None:
-    from sqlalchemy import create_engine, text
-
-    name = f"govpki_bench_{os.getpid()}"
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                              connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-    except Exception:
-        return None
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_pg(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
-
 
 def softhsm_setup(base: Path) -> dict[str, str] | None:
     module = next((m for m in ("/usr/lib/softhsm/libsofthsm2.so",
@@ -336,7 +311,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="govpki-bench-") as tmp:
         base = Path(tmp)
         token = softhsm_setup(base / "softhsm")
-        pg = pg_database()
+        pg = pg_database("govpki_bench")
         setups = [("sqlite", "file")]
         if pg:
             setups.append(("postgres", "file"))
@@ -350,7 +325,7 @@ def main() -> None:
                 assert url
                 if db == "postgres" and keys == "softhsm":
                     drop_pg(url)
-                    url = pg_database()
+                    url = pg_database("govpki_bench")
                     assert url
                 ctx = build(home, url, keys, token)
                 for ca, key_type in (("ec", "ec-p256"), ("rsa", "rsa-2048")):

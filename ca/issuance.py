@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from core.db import transaction, utcnow
 from core.errors import GovpkiError
 from hsm.algorithms import KeyType, key_type_of
 from hsm.errors import HsmError, UnsupportedKeyType
-from policies.names import parse_subject
+from policies.names import contains_national_id, parse_subject
 from policies.profiles import Profile, get_profile
 
 MAX_CSR_BYTES = 64 * 1024
@@ -189,12 +190,24 @@ def _audit_refusals(ctx: CaContext,
             audit.EventSpec(
                 actor=_safe_actor(request.requested_by), action="ca.issue",
                 object_type="certificate-request",
-                object_id=(request.subscriber_ref or request.subject)[:128],
-                outcome="refused",
+                object_id=_redacted(request.subscriber_ref or request.subject)[:128],
+                # an HSM that fails is a failure of ours; everything else refused the request
+                outcome="failure" if isinstance(exc, HsmError) else "refused",
                 details={"ca": request.ca, "profile": request.profile, "error": exc.kind,
                          "message": exc.message},
             ) for request, exc in refusals
         ])
+
+
+_LONG_DIGITS = re.compile(r"[0-9０-９][0-9０-９ \-._]{13,}[0-9０-９Xx]")
+
+
+def _redacted(text: str) -> str:
+    """A subject refused for carrying a national ID number must not carry it into the audit
+    log either: long digit runs are masked."""
+    if not contains_national_id(text):
+        return text
+    return _LONG_DIGITS.sub(lambda m: "*" * len(m.group()), text)
 
 
 def _safe_actor(actor: str) -> str:

@@ -78,6 +78,10 @@ def test_bad_request_refused_and_nothing_stored(pki, case) -> None:
     after_certs, after_refusals = _counts(pki)
     assert after_certs == certs
     assert after_refusals == refusals + 1
+    with transaction(pki.ctx.sessions) as session:
+        last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+    assert last is not None and last.outcome == "refused"
+    assert "630102199003071234" not in last.object_id + last.details  # never in the log either
 
 
 def test_encryption_profile_refuses_ec_keys(file_pki) -> None:

@@ -7,8 +7,10 @@ own alembic migrations (``<package>/migrations``); :mod:`core.migrate` runs them
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
@@ -53,6 +55,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     keys on. PostgreSQL: pre-ping so a node survives a database restart.
     """
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -79,6 +82,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _create_private_file(url: str) -> None:
+    """The embedded database holds the CA's records and audit log: readable by its owner only
+    (created 0600 before SQLite would create it with the umask's 0644)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    path = Path(url[len(prefix):])
+    if path.exists() or not path.parent.is_dir():
+        return
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

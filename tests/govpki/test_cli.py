@@ -78,6 +78,7 @@ def test_init_creates_demo_hierarchy_and_refuses_a_second_time(home: Path) -> No
     assert sorted(p.name for p in (home / "keys").iterdir()) == keys_before
     assert run(home, "init", "--if-empty").returncode == 0
     assert (home / "govpki.toml").stat().st_mode & 0o077 == 0
+    assert (home / "govpki.sqlite3").stat().st_mode & 0o077 == 0
     assert (home / "secrets" / "key-passphrase").stat().st_mode & 0o077 == 0
 
 

@@ -10,7 +10,9 @@ setup(
     packages=find_packages(include=["core*", "hsm*", "policies*", "ca*", "ra*", "ocsp*",
                                     "signing*", "apps*", "govpki*"]),
     package_data={
-        "policies": ["profiles/*.yaml", "ceremonies/*.yaml", "*.md"],
+        "policies": ["profiles/*.yaml", "ceremonies/*.yaml", "*.yaml", "*.md"],
+        "ra": ["data/*.csv", "migrations/*.py"],
+        "ocsp": ["migrations/*.py"],
         "core": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "ca": ["migrations/*.py"],
     },

@@ -41,12 +41,24 @@ def ca_context() -> Iterator[CaContext]:
     require_initialised(config)
     ctx = CaContext.open(config)
     closers = [hook(ctx) for hook in CONTEXT_HOOKS]
+    head = _audit_head(ctx)
     try:
         yield ctx
+        if _audit_head(ctx) != head:
+            checkpoint(ctx)  # whatever the command recorded is signed before it returns
     finally:
         for close in reversed(closers):
             close()
         ctx.close()
+
+
+def _audit_head(ctx: CaContext) -> int:
+    from sqlalchemy import select
+
+    from core.audit import AuditHead
+
+    with transaction(ctx.sessions) as session:
+        return session.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0
 
 
 @click.group("ca")
@@ -93,7 +105,6 @@ def issue_cmd(ca_name: str, profile: str, csr_file: BinaryIO, subject: str,
             san_dns=san_dns, san_ip=san_ip, san_email=san_email, validity_days=days,
             requested_by=default_actor(),
         ))
-        checkpoint(ctx)
     if out:
         Path(out).write_text(issued.pem, encoding="ascii")
         click.echo(f"issued serial {issued.serial} → {out}", err=True)
@@ -168,7 +179,6 @@ def revoke_cmd(serial: str, reason: str, ca_name: str | None) -> None:
     """Revoke a certificate (吊销)."""
     with ca_context() as ctx:
         change = revocation.revoke(ctx, serial, reason, ca=ca_name, actor=default_actor())
-        checkpoint(ctx)
     click.echo(f"revoked {change.ca}/{change.serial} ({reason}) at {change.at.isoformat()}")
 
 
@@ -179,7 +189,6 @@ def suspend_cmd(serial: str, ca_name: str | None) -> None:
     """Suspend a certificate: certificateHold (冻结)."""
     with ca_context() as ctx:
         change = revocation.suspend(ctx, serial, ca=ca_name, actor=default_actor())
-        checkpoint(ctx)
     click.echo(f"suspended {change.ca}/{change.serial} at {change.at.isoformat()}")
 
 
@@ -190,7 +199,6 @@ def release_cmd(serial: str, ca_name: str | None) -> None:
     """Release a suspended certificate (解冻)."""
     with ca_context() as ctx:
         change = revocation.release(ctx, serial, ca=ca_name, actor=default_actor())
-        checkpoint(ctx)
     click.echo(f"released {change.ca}/{change.serial}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from ca.cli import ca_context, checkpoint
+from ca.cli import ca_context
 from ca.context import default_actor
 from ca.crl import CrlRecord, publish_crls, publish_delta, republish_due
 
@@ -41,7 +41,6 @@ def publish_cmd(ca_name: str | None, delta_only: bool, if_due: bool) -> None:
             records = publish_delta(ctx, ca_name, actor=actor)
         else:
             records = publish_crls(ctx, ca_name, actor=actor)
-        checkpoint(ctx)
     for record in records:
         click.echo(_line(record))
     if not records:

@@ -17,6 +17,7 @@ from ca.crl_cli import crl_group
 from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
 from ocsp.cli import ocsp_group
+from ra.cli import ra_group
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -31,6 +32,11 @@ class GovpkiGroup(click.Group):
             ctx.exit(EXIT_ERROR)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # `govpki ... | head`: the reader left; stop quietly like any Unix tool.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             # Never a stack trace for the operator; GOVPKI_DEBUG=1 shows it to a developer.
             if os.environ.get("GOVPKI_DEBUG") == "1":
@@ -50,6 +56,7 @@ def cli() -> None:
 cli.add_command(ca_group)
 cli.add_command(ocsp_group)
 cli.add_command(crl_group)
+cli.add_command(ra_group)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
@@ -81,6 +88,7 @@ def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
     # The demo runs on file keys; without GOVPKI_KEY_PASSPHRASE a 0600 passphrase file is made.
     run_ceremony_file(file, None, None, "GOVPKI_PKCS11_PIN", demo=True,
                       locations=all_version_locations())
+    _load_demo_organisations()
     from core.config import load_config
     from signing.config import tsa_config_from
 
@@ -88,6 +96,17 @@ def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
         click.echo("warning: the demo TSA does not check that the clock is synchronised "
                    "(govpki.toml [tsa] clock_source = \"none\"); production uses \"ntp\", "
                    "\"chrony\" or \"command\"", err=True)
+
+
+def _load_demo_organisations() -> None:
+    """The demo home gets the province's organisation tree (ra/data/orgs.csv), so the RA has
+    something to register officials under from the first minute."""
+    from ca.context import default_actor
+    from ra.orgs import load_organisations
+
+    with ca_context() as ctx:
+        created, _updated = load_organisations(ctx.sessions, actor=default_actor())
+    click.echo(f"organisation tree: {created} organisations loaded", err=True)
 
 
 @cli.group("db")

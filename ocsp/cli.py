@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from ca.context import CaContext, default_actor
+from ca.cli import ca_context
+from ca.context import default_actor
 from core.errors import GovpkiError
 from ocsp.responder import OcspResponder
 from ocsp.signer import ensure_fresh
-
-
-@contextmanager
-def _context() -> Iterator[CaContext]:
-    from ca.setup import require_initialised
-    from core.config import load_config
-
-    config = load_config()
-    require_initialised(config)
-    ctx = CaContext.open(config)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 @click.group("ocsp")
@@ -39,7 +24,7 @@ def ocsp_group() -> None:
 def presign_cmd(ca: str | None, force: bool) -> None:
     """Sign (and store) the answers of every unexpired certificate now."""
     try:
-        with _context() as ctx:
+        with ca_context() as ctx:
             responder = OcspResponder(ctx)
             responder.load()
             count = responder.presign_all(
@@ -56,7 +41,7 @@ def presign_cmd(ca: str | None, force: bool) -> None:
 def renew_cmd(ca: str | None, force: bool, as_json: bool) -> None:
     """Re-certify OCSP signers with less than a third of their validity left (new key)."""
     try:
-        with _context() as ctx:
+        with ca_context() as ctx:
             renewed = ensure_fresh(ctx, actor=default_actor(), force=force, ca=ca)
     except GovpkiError as exc:
         raise click.ClickException(exc.message) from None

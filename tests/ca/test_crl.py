@@ -407,7 +407,6 @@ def test_cli_publish(file_pki, monkeypatch) -> None:
         yield file_pki.ctx
 
     monkeypatch.setattr("ca.crl_cli.ca_context", context)
-    monkeypatch.setattr("ca.crl_cli.checkpoint", lambda ctx: None)
     runner = CliRunner()
     result = runner.invoke(crl_group, ["publish", "--ca", "devices"])
     assert result.exit_code == 0, result.output

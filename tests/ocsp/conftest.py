@@ -15,12 +15,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from werkzeug.serving import make_server
 
-from ca.context import version_locations
 from ca.issuance import CertificateRequest, issue_certificate
 from ca.store import chain_der
 from core import migrate
 from core.db import transaction
-from ocsp import version_locations as ocsp_version_locations
+from govpki.migrations import all_version_locations
 from ocsp.responder import OcspResponder
 from ocsp.wsgi import create_ocsp_app
 from tests.ca.helpers import OFFICIAL_DN, SERVER_DN, make_csr, new_key
@@ -30,7 +29,7 @@ _migrated: set[str] = set()
 
 def with_ocsp_tables(pki):  # type: ignore[no-untyped-def]
     if pki.id not in _migrated:
-        migrate.upgrade(pki.ctx.engine, [*version_locations(), *ocsp_version_locations()])
+        migrate.upgrade(pki.ctx.engine, all_version_locations())
         _migrated.add(pki.id)
     return pki
 

@@ -38,7 +38,7 @@ from ca.der import _read_tlv, assemble_signed, signature_algorithm_of, tlv
 from ca.errors import CaError
 from ca.issuer import Issuer, cached_issuer
 from ca.models import Certificate, CrlCounter, PublishedCrl
-from ca.plan import crl_url
+from ca.plan import crl_url, delta_crl_url
 from ca.revocation import REASONS
 from ca.status import authority_names
 from ca.store import authority_row
@@ -94,10 +94,6 @@ class CrlRecord:
         """Half the validity has passed: time to publish the next one, long before relying
         parties' caches (which may keep it until nextUpdate) run dry."""
         return now >= self.this_update + (self.next_update - self.this_update) / 2
-
-
-def delta_crl_url(base_url: str, ca: str) -> str:
-    return f"{base_url}/crl/{ca}-delta.crl"
 
 
 def crl_policy(profile_name: str) -> CrlPolicy:

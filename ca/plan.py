@@ -21,6 +21,10 @@ def crl_url(base_url: str, ca: str) -> str:
     return f"{base_url}/crl/{ca}.crl"
 
 
+def delta_crl_url(base_url: str, ca: str) -> str:
+    return f"{base_url}/crl/{ca}-delta.crl"
+
+
 def ocsp_url(base_url: str) -> str:
     return f"{base_url}/ocsp"
 
@@ -52,6 +56,11 @@ def plan_for(profile: Profile, public_key: PublicKeyTypes, base_url: str, issuer
         path_length=profile.path_length,
         policy_oids=profile.certificate_policies,
         crl_url=crl_url(base_url, issuer) if profile.crl_distribution_point else None,
+        # Every CA publishes delta CRLs; relying parties learn where from the certificate
+        # (RFC 5280 §4.2.1.15), since validators such as pyhanko-certvalidator will not follow
+        # the full CRL's own freshest-CRL pointer (§5.2.6) for a delta they were not told of.
+        delta_crl_url=delta_crl_url(base_url, issuer) if profile.crl_distribution_point
+        else None,
         ocsp_url=ocsp_url(base_url) if profile.aia_ocsp else None,
         ca_issuers_url=ca_issuers_url(base_url, issuer) if profile.aia_ca_issuers else None,
         ocsp_nocheck=profile.ocsp_nocheck,

@@ -51,6 +51,7 @@ class ExtensionPlan:
     path_length: int | None = None
     policy_oids: tuple[str, ...] = ()
     crl_url: str | None = None
+    delta_crl_url: str | None = None
     ocsp_url: str | None = None
     ca_issuers_url: str | None = None
     ocsp_nocheck: bool = False
@@ -102,6 +103,9 @@ def extensions_for(
     if plan.crl_url:
         exts.append((x509.CRLDistributionPoints([x509.DistributionPoint(
             [x509.UniformResourceIdentifier(plan.crl_url)], None, None, None)]), False))
+    if plan.delta_crl_url:
+        exts.append((x509.FreshestCRL([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(plan.delta_crl_url)], None, None, None)]), False))
     aia = []
     if plan.ocsp_url:
         aia.append(x509.AccessDescription(

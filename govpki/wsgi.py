@@ -72,8 +72,12 @@ class PrefixRouter:
         return self.default(environ, start_response)
 
 
-def create_app(config: Config | None = None, only: str | None = None) -> Any:
-    """The whole service (default) or one part of it (``only``: one of SERVICES)."""
+def create_app(config: Config | None = None, only: str | None = None,
+               ctx: CaContext | None = None) -> Any:
+    """The whole service (default) or one part of it (``only``: one of SERVICES).
+
+    ``ctx`` lets a caller that already holds an open context (tests, an embedding process)
+    serve it; otherwise one is opened from ``config`` (GOVPKI_HOME by default)."""
     from govpki.scheduler import start_scheduler
     from ocsp.wsgi import create_ocsp_app
     from signing.config import tsa_config_from
@@ -82,8 +86,9 @@ def create_app(config: Config | None = None, only: str | None = None) -> Any:
     only = only or os.environ.get("GOVPKI_SERVE_ONLY") or None
     if only is not None and only not in SERVICES:
         raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
-    config = config or load_config()
-    ctx = CaContext.open(config)
+    if ctx is None:
+        ctx = CaContext.open(config or load_config())
+    config = ctx.config
     flask_app = _flask_app(ctx, with_ca=only in (None, "ca"))
     routes: dict[str, Any] = {}
     if only in (None, "ocsp"):

@@ -27,7 +27,8 @@ from typing import Any, Final
 import yaml
 
 from policies.errors import PolicyError, ProfileProblem
-from policies.profiles import _duplicate_keys
+from policies.validation import Check, duplicate_keys, fields
+from policies.validation import describe as _describe
 
 __all__ = [
     "AUTHZ_FILE",
@@ -143,52 +144,19 @@ class AuthzPolicy:
 # Validation
 
 
-class _Check:
-    def __init__(self) -> None:
-        self.problems: list[ProfileProblem] = []
-
-    def fail(self, path: str, reason: str) -> None:
-        self.problems.append(ProfileProblem(path, reason))
-
-
-def _fields(check: _Check, value: object, path: str, required: tuple[str, ...],
+def _fields(check: Check, value: object, path: str, required: tuple[str, ...],
             optional: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        check.fail(path, f"must be a mapping, got {_describe(value)}")
-        return None
-    known = (*required, *optional)
-    for key in value:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            check.fail(path, f"unknown field {_describe(key)}{hint}")
-    for key in required:
-        if key not in value:
-            check.fail(f"{path}.{key}" if path else key, "required field is missing")
-    return {k: v for k, v in value.items() if k in known}
+    return fields(check, value, path, required=required, optional=optional)
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _text(check: _Check, value: object, path: str) -> str | None:
+def _text(check: Check, value: object, path: str) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     check.fail(path, f"must be non-empty text, got {_describe(value)}")
     return None
 
 
-def _names(check: _Check, value: object, path: str, known: Mapping[str, object] | tuple[str, ...],
+def _names(check: Check, value: object, path: str, known: Mapping[str, object] | tuple[str, ...],
            what: str, *, non_empty: bool = True) -> frozenset[str] | None:
     """A list of known names without repeats, every bad item reported by its index."""
     if not isinstance(value, list):
@@ -211,7 +179,7 @@ def _names(check: _Check, value: object, path: str, known: Mapping[str, object] 
     return frozenset(value) if ok else None
 
 
-def _actions(check: _Check, value: object) -> dict[str, ActionSpec]:
+def _actions(check: Check, value: object) -> dict[str, ActionSpec]:
     out: dict[str, ActionSpec] = {}
     if not isinstance(value, dict) or not value:
         check.fail("actions", f"must be a non-empty mapping, got {_describe(value)}")
@@ -236,7 +204,7 @@ def _actions(check: _Check, value: object) -> dict[str, ActionSpec]:
     return out
 
 
-def _roles(check: _Check, value: object, actions: Mapping[str, ActionSpec]
+def _roles(check: Check, value: object, actions: Mapping[str, ActionSpec]
            ) -> dict[str, RoleSpec]:
     out: dict[str, RoleSpec] = {}
     if not isinstance(value, dict) or not value:
@@ -276,7 +244,7 @@ def _roles(check: _Check, value: object, actions: Mapping[str, ActionSpec]
     return out
 
 
-def _separation(check: _Check, value: object, roles: Mapping[str, RoleSpec]
+def _separation(check: Check, value: object, roles: Mapping[str, RoleSpec]
                 ) -> tuple[SeparationGroup, ...]:
     if not isinstance(value, list):
         check.fail("separation_of_duties", f"must be a list, got {_describe(value)}")
@@ -298,7 +266,7 @@ def _separation(check: _Check, value: object, roles: Mapping[str, RoleSpec]
     return tuple(out)
 
 
-def _two_person(check: _Check, value: object, actions: Mapping[str, ActionSpec]
+def _two_person(check: Check, value: object, actions: Mapping[str, ActionSpec]
                 ) -> tuple[TwoPersonRule, ...]:
     if not isinstance(value, list):
         check.fail("two_person", f"must be a list, got {_describe(value)}")
@@ -342,7 +310,7 @@ def _two_person(check: _Check, value: object, actions: Mapping[str, ActionSpec]
 
 def authz_from_mapping(data: object, *, source: str = "authz.yaml") -> AuthzPolicy:
     """Validate a parsed mapping into an :class:`AuthzPolicy`, or raise with every problem."""
-    check = _Check()
+    check = Check()
     fields = _fields(check, data, "", ("actions", "roles", "separation_of_duties",
                                         "two_person"))
     policy = None
@@ -363,7 +331,7 @@ def authz_from_mapping(data: object, *, source: str = "authz.yaml") -> AuthzPoli
 def authz_from_yaml(text: str, *, source: str = "authz.yaml") -> AuthzPolicy:
     """Parse YAML (safe loader; duplicate keys refused) and validate it."""
     try:
-        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         reason = f"not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

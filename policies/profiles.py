@@ -32,6 +32,8 @@ from core.errors import ConfigError
 from policies.errors import KeyTypeNotAllowed, ProfileInvalid, ProfileNotFound, ProfileProblem
 from policies.names import ATTRIBUTE_ORDER, SAN_TYPES, SubjectAltNameRules, SubjectRules
 from policies.oids import ANY_POLICY, EKU_OIDS
+from policies.validation import Check, duplicate_keys, fields
+from policies.validation import describe as _describe
 
 __all__ = [
     "KEY_TYPE_FAMILIES",
@@ -227,13 +229,7 @@ class Profile:
 _MISSING: Final = object()
 
 
-class _Check:
-    def __init__(self) -> None:
-        self.problems: list[ProfileProblem] = []
-
-    def fail(self, path: str, reason: str) -> None:
-        self.problems.append(ProfileProblem(path, reason))
-
+class _Check(Check):
     def error(self, source: str) -> ProfileInvalid:
         joined = "; ".join(str(p) for p in self.problems)
         return ProfileInvalid(
@@ -242,44 +238,12 @@ class _Check:
         )
 
 
-def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _fields(
     check: _Check, value: object, path: str, *, required: tuple[str, ...],
     optional: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
-    """A mapping with exactly the known keys: unknown ones and missing required ones reported."""
-    if not isinstance(value, dict):
-        what = "must be a mapping" if path else "the profile must be a mapping of fields"
-        check.fail(path, f"{what}, got {_describe(value)}")
-        return None
-    known = (*required, *optional)
-    for key in value:
-        if key not in known:
-            hint = ""
-            if isinstance(key, str):
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-            check.fail(path, f"unknown field {_describe(key)}{hint}")
-    for key in required:
-        if key not in value:
-            check.fail(_child(path, key), "required field is missing")
-    return {k: v for k, v in value.items() if k in known}
+    return fields(check, value, path, required=required, optional=optional,
+                  top_level="the profile must be a mapping of fields")
 
 
 def _bool(check: _Check, value: object, path: str) -> bool | None:
@@ -727,41 +691,11 @@ def _check_eku(
 # Files.
 
 
-def _duplicate_keys(root: yaml.Node | None) -> list[ProfileProblem]:
-    """Duplicate mapping keys, which ``yaml.safe_load`` would silently resolve to the last."""
-    problems: list[ProfileProblem] = []
-    stack: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
-    visited: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys: set[tuple[str, str]] = set()
-            for key_node, value_node in node.value:
-                child = path
-                if isinstance(key_node, yaml.ScalarNode):
-                    child = _child(path, str(key_node.value))
-                    if key_node.tag != "tag:yaml.org,2002:merge":
-                        marker = (key_node.tag, str(key_node.value))
-                        if marker in keys:
-                            problems.append(ProfileProblem(
-                                path, f"duplicate key {key_node.value!r} "
-                                      f"(line {key_node.start_mark.line + 1})",
-                            ))
-                        keys.add(marker)
-                stack.append((value_node, child))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
-    return problems
-
-
 def profile_from_yaml(text: str, name: str, *, source: str | None = None) -> Profile:
     """Parse YAML text (safe loader only) and validate it as the profile ``name``."""
     source = source or f"{name}.yaml"
     try:
-        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -163,26 +169,31 @@ def test_audit_verify_detects_an_altered_row(tmp_path: Path) -> None:
     assert "seq 3" in bad.stdout
 
 
-def test_serve_answers_ca_certificates(home: Path) -> None:
-    import socket
-    import time
-    import urllib.error
-    import urllib.request
-
+@contextmanager
+def served_home(home: Path) -> Iterator[str]:
+    """`govpki serve` for ``home`` on a free loopback port; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, GOVPKI_HOME=str(home))
     proc = subprocess.Popen([GOVPKI, "serve", "--port", str(port)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(150):
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1)
                 break
             except OSError:
                 time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_serve_answers_ca_certificates(home: Path) -> None:
+    with served_home(home) as base:
         with urllib.request.urlopen(base + "/certs/officials.crt", timeout=5) as r:
             assert r.headers["Content-Type"] == "application/pkix-cert"
             der = r.read()
@@ -194,9 +205,6 @@ def test_serve_answers_ca_certificates(home: Path) -> None:
         assert info.value.code == 404
         assert info.value.headers["Content-Type"] == "application/problem+json"
         assert json.loads(info.value.read())["title"] == "unknown-ca"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.hsm

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.govpki.test_cli import DN, GOVPKI, ROOT, openssl_csr, run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.govpki.test_cli import DN, openssl_csr, run, served_home
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +17,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     home = tmp_path_factory.mktemp("serve-home")
     (home / "govpki.toml").write_text('[tsa]\nclock_source = "command"\nclock_command = "true"\n')
     run(home, "init")
-    port = _free_port()
-    env = dict(os.environ, GOVPKI_HOME=str(home))
-    proc = subprocess.Popen([GOVPKI, "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield home, base
-    proc.terminate()
-    proc.wait(timeout=15)
+    with served_home(home) as base:
+        yield home, base
 
 
 def _pem_chain(home: Path, tmp: Path) -> tuple[Path, Path]:

@@ -41,10 +41,10 @@ def ca_context() -> Iterator[CaContext]:
     require_initialised(config)
     ctx = CaContext.open(config)
     closers = [hook(ctx) for hook in CONTEXT_HOOKS]
-    head = _audit_head(ctx)
+    head = audit_head(ctx)
     try:
         yield ctx
-        if _audit_head(ctx) != head:
+        if audit_head(ctx) != head:
             checkpoint(ctx)  # whatever the command recorded is signed before it returns
     finally:
         for close in reversed(closers):
@@ -52,7 +52,7 @@ def ca_context() -> Iterator[CaContext]:
         ctx.close()
 
 
-def _audit_head(ctx: CaContext) -> int:
+def audit_head(ctx: CaContext) -> int:
     from sqlalchemy import select
 
     from core.audit import AuditHead

@@ -32,9 +32,13 @@ def _try_lock(ctx: CaContext) -> IO[str] | None:
     return handle
 
 
-def run_jobs(ctx: CaContext, *, crl: bool, ocsp: bool) -> None:
-    """One round of every job; a failing job is logged and the others still run."""
-    from ca.cli import checkpoint
+def run_jobs(ctx: CaContext, *, crl: bool, ocsp: bool, checkpointed_seq: int = -1) -> int:
+    """One round of every job; a failing job is logged and the others still run.
+
+    Returns the audit seq now covered by a checkpoint: a round in which nothing was recorded
+    signs no new line (the file would otherwise grow by one line a minute for nothing).
+    """
+    from ca.cli import audit_head, checkpoint
 
     if crl:
         try:
@@ -51,9 +55,13 @@ def run_jobs(ctx: CaContext, *, crl: bool, ocsp: bool) -> None:
         except Exception:
             log.exception("OCSP signer renewal failed")
     try:
-        checkpoint(ctx)
+        head = audit_head(ctx)
+        if head != checkpointed_seq:
+            checkpoint(ctx)
+            checkpointed_seq = head
     except Exception:
         log.exception("audit checkpoint failed")
+    return checkpointed_seq
 
 
 def start_scheduler(ctx: CaContext, *, crl: bool, ocsp: bool) -> threading.Thread | None:
@@ -65,8 +73,9 @@ def start_scheduler(ctx: CaContext, *, crl: bool, ocsp: bool) -> threading.Threa
     stop = threading.Event()
 
     def loop() -> None:
+        checkpointed = -1
         while not stop.is_set():
-            run_jobs(ctx, crl=crl, ocsp=ocsp)
+            checkpointed = run_jobs(ctx, crl=crl, ocsp=ocsp, checkpointed_seq=checkpointed)
             stop.wait(INTERVAL_SECONDS)
 
     thread = threading.Thread(target=loop, name="govpki-scheduler", daemon=True)

@@ -87,7 +87,7 @@ class Certificate(Base):
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
     status_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     requested_by: Mapped[str] = mapped_column(String(128))
-    subscriber_ref: Mapped[str | None] = mapped_column(String(128))
+    subscriber_ref: Mapped[str | None] = mapped_column(String(128), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

@@ -168,3 +168,15 @@ def chain_der(session: Session, ca: str) -> list[bytes]:
         out.append(current_generation(session, auth).certificate_der)
         auth = session.get(Authority, auth.parent_id) if auth.parent_id else None
     return out
+
+
+def certificates_of_subscriber(session: Session, subscriber_prefix: str, *,
+                               limit: int = 200) -> list[CertificateRecord]:
+    """Signed certificates whose subscriber reference starts with ``subscriber_prefix``
+    (the RA's ``ra-official:<id>/``), newest first: one indexed prefix match."""
+    query = (select(Certificate, Authority.name)
+             .join(Authority, Authority.id == Certificate.authority_id)
+             .where(Certificate.subscriber_ref.startswith(subscriber_prefix, autoescape=True),
+                    Certificate.state == "issued")
+             .order_by(Certificate.id.desc()).limit(limit))
+    return [_record(row, name) for row, name in session.execute(query).all()]

@@ -52,6 +52,8 @@ SCOPES: Final = ("all", "subtree", "self")
 DUTIES: Final = ("system", "security", "audit", "business")
 #: The kinds of certificate request the RA workflow knows (ra/requests.py).
 REQUEST_KINDS: Final = ("new-pair", "renewal", "re-key", "revocation", "suspension", "release")
+#: Kinds whose effect can be undone (a hold is released): the only ones that may skip approval.
+REVERSIBLE_KINDS: Final = ("suspension",)
 
 
 class AuthzPolicyInvalid(PolicyError):
@@ -126,6 +128,10 @@ class AuthzPolicy:
     roles: Mapping[str, RoleSpec] = field(hash=False)
     separation: tuple[SeparationGroup, ...]
     two_person: tuple[TwoPersonRule, ...]
+    #: Request kinds carried out as soon as they are submitted (no approval): only reversible
+    #: ones may be listed, so a lost USB key is suspended at once and its revocation is then
+    #: confirmed through the two-person rule.
+    immediate_request_kinds: frozenset[str] = frozenset()
 
     def conflicts(self, roles: set[str] | frozenset[str]) -> list[SeparationGroup]:
         """The separation groups that ``roles`` held together on one account would break."""
@@ -312,15 +318,18 @@ def authz_from_mapping(data: object, *, source: str = "authz.yaml") -> AuthzPoli
     """Validate a parsed mapping into an :class:`AuthzPolicy`, or raise with every problem."""
     check = Check()
     fields = _fields(check, data, "", ("actions", "roles", "separation_of_duties",
-                                        "two_person"))
+                                        "two_person"), ("immediate_request_kinds",))
     policy = None
     if fields is not None:
         actions = _actions(check, fields.get("actions"))
         roles = _roles(check, fields.get("roles"), actions)
         separation = _separation(check, fields.get("separation_of_duties"), roles)
         two_person = _two_person(check, fields.get("two_person", []), actions)
+        immediate = _names(check, fields.get("immediate_request_kinds", []),
+                           "immediate_request_kinds", REVERSIBLE_KINDS,
+                           "reversible request kind", non_empty=False)
         policy = AuthzPolicy(MappingProxyType(actions), MappingProxyType(roles), separation,
-                             two_person)
+                             two_person, frozenset(immediate or ()))
     if check.problems or policy is None:
         joined = "; ".join(str(p) for p in check.problems)
         raise AuthzPolicyInvalid(f"{source}: {joined}", tuple(check.problems), source=source,

@@ -9,6 +9,7 @@ one-line messages and exit codes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,8 +20,9 @@ import click
 from ca.cli import ca_context
 from ca.context import CaContext, default_actor
 from core.db import transaction
+from ra import api_tokens, credentials, enrollment, operators, orgs, requests
 from ra import officials as officials_mod
-from ra import operators, orgs, requests
+from ra.config import ra_config_from
 from ra.errors import ImportRefused
 from ra.records import Operator
 
@@ -132,6 +134,92 @@ def operator_list() -> None:
         pending = f" (pending: {', '.join(sorted(op.pending_roles))})" if op.pending_roles else ""
         click.echo(f"{op.username:20} {op.organisation.code:12} "
                    f"{','.join(sorted(op.roles))}{pending}")
+
+
+def _new_password() -> str:
+    """GOVPKI_NEW_PASSWORD, or a hidden prompt asked twice: never argv (it would show in ps)."""
+    value = os.environ.get("GOVPKI_NEW_PASSWORD")
+    if value:
+        return value
+    return str(click.prompt("new password", hide_input=True, confirmation_prompt=True))
+
+
+@operator_group.command("set-password")
+@click.argument("username")
+def operator_set_password(username: str) -> None:
+    """Set or reset an account's password (from GOVPKI_NEW_PASSWORD or a prompt).
+
+    On one's own account, or as a security administrator on anyone's; before any login
+    exists (bootstrap on the CA machine) the first accounts' passwords are set locally."""
+    with open_context() as ctx:
+        actor = _local_actor(ctx)
+        credentials.set_password(ctx, actor, username, _new_password())
+    click.echo(f"{username}: password set; other sessions of the account ended")
+
+
+@operator_group.command("totp")
+@click.argument("username")
+def operator_totp(username: str) -> None:
+    """Enrol a new TOTP second factor and print its otpauth:// URI (once: scan or type it)."""
+    with open_context() as ctx:
+        uri = credentials.enroll_totp(ctx, _local_actor(ctx), username)
+    click.echo(uri)
+
+
+def _local_actor(ctx: CaContext) -> Operator | None:
+    """GOVPKI_ACTOR when set; unset, the local bootstrap on the CA machine (None)."""
+    return _actor(ctx) if os.environ.get("GOVPKI_ACTOR") else None
+
+
+@ra_group.group("api-token")
+def api_token_group() -> None:
+    """Bearer tokens for REST API clients (接口令牌)."""
+
+
+@api_token_group.command("create")
+@click.argument("username")
+@click.argument("name")
+@click.option("--days", type=int, default=90, show_default=True)
+def api_token_create(username: str, name: str, days: int) -> None:
+    """Create a token acting as USERNAME; it is printed once."""
+    with open_context() as ctx:
+        token, record = api_tokens.create_api_token(ctx, _actor(ctx), username, name,
+                                                    days=days)
+    click.echo(token)
+    click.echo(f"# token {record.id} for {username}, expires {record.expires_at:%Y-%m-%d}",
+               err=True)
+
+
+@api_token_group.command("list")
+@click.argument("username")
+def api_token_list(username: str) -> None:
+    with open_context() as ctx:
+        items = api_tokens.list_api_tokens(ctx, _actor(ctx), username)
+    for t in items:
+        state = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}"
+        click.echo(f"{t.id:6} {t.prefix}…  {t.name:24} {state}")
+
+
+@api_token_group.command("revoke")
+@click.argument("token_id", type=int)
+def api_token_revoke(token_id: int) -> None:
+    with open_context() as ctx:
+        api_tokens.revoke_api_token(ctx, _actor(ctx), token_id)
+    click.echo(f"token {token_id} revoked")
+
+
+@ra_group.command("enrollment-code")
+@click.argument("official")
+@click.option("--kind", type=click.Choice(["new-pair", "renewal", "re-key"]),
+              default="new-pair", show_default=True)
+def enrollment_code(official: str, kind: str) -> None:
+    """Hand out a one-time code for `govpki token enroll` (注册码), printed once."""
+    with open_context() as ctx:
+        code, record = enrollment.create_enrollment_code(
+            ctx, _actor(ctx), official, kind=kind, config=ra_config_from(ctx.config.sections))
+    click.echo(code)
+    click.echo(f"# for {official} ({kind}), valid until {record.expires_at:%Y-%m-%d %H:%M} UTC",
+               err=True)
 
 
 @ra_group.group("official")

@@ -89,3 +89,24 @@ class ImportRefused(RaError):
 
     def report(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class AuthenticationFailed(RaError):
+    """Credentials did not prove who the caller is. The message never says which part was
+    wrong (user name, password, TOTP code, token), so it cannot be used to probe accounts."""
+
+    kind = "authentication-failed"
+    http_status = 401
+
+
+class AccountLocked(Forbidden):
+    """Too many failed logins: the account is locked until ``details['until']``."""
+
+    kind = "account-locked"
+
+
+class EnrollmentRefused(RaError):
+    """An enrollment code that is unknown, used, expired or for another request."""
+
+    kind = "enrollment-refused"
+    http_status = 403

@@ -127,3 +127,82 @@ class Approval(Base):
     approved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (UniqueConstraint("request_id", "operator", name="uq_ra_approval"),)
+
+
+class Credential(Base):
+    """An operator's password (scrypt) and TOTP seed, and the failed-login counter.
+
+    The TOTP seed is stored sealed (AES-GCM under the installation's RA secret, ra/sealing.py),
+    so a copy of the database alone does not yield working second factors.
+    """
+
+    __tablename__ = "ra_credential"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("ra_operator.id"), nullable=False,
+                                             unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    totp_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The last TOTP time step accepted: a code is never accepted twice (RFC 6238 §5.2).
+    totp_last_step: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A logged-in browser. Only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "ra_web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("ra_operator.id"), nullable=False,
+                                             index=True)
+    method: Mapped[str] = mapped_column(String(32), nullable=False)
+    acr: Mapped[str] = mapped_column(String(128), nullable=False)
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    lang: Mapped[str] = mapped_column(String(8), nullable=False, default="zh")
+    client: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for an API client acting as an operator. Only its SHA-256 is stored."""
+
+    __tablename__ = "ra_api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("ra_operator.id"), nullable=False,
+                                             index=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class EnrollmentCode(Base):
+    """A one-time code an RA operator hands an official for `govpki token enroll`.
+
+    Redeeming it (with a CSR) opens the request; afterwards the same code only reads that
+    request's outcome, until it expires. Only the SHA-256 of the code is stored.
+    """
+
+    __tablename__ = "ra_enrollment_code"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    official_id: Mapped[int] = mapped_column(ForeignKey("ra_official.id"), nullable=False,
+                                             index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("ra_request.id"))

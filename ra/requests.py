@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ca import revocation
 from ca.context import CaContext
 from ca.issuance import CertificateRequest, IssuedCertificate, issue_certificate
-from ca.store import find_certificate
+from ca.store import certificates_of_subscriber, find_certificate
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
@@ -56,6 +56,8 @@ from ra.records import CertificateRef, Official, Operator, Page, RequestRecord
 
 ISSUANCE_KINDS: Final = ("new-pair", "renewal", "re-key")
 STATUS_KINDS: Final = ("revocation", "suspension", "release")
+#: Issuance kinds that replace the official's earlier certificate of the same profile.
+SUPERSEDING_KINDS: Final = ("renewal", "re-key")
 #: step → the states it may start from.
 ALLOWED_FROM: Final = {"approve": ("submitted",), "reject": ("submitted",),
                        "execute": ("approved",)}
@@ -135,6 +137,12 @@ def _load(sessions: sessionmaker[Session], request_id: int) -> RequestRecord:
         return _record(session, row)
 
 
+def get_request_unchecked(ctx: CaContext, request_id: int) -> RequestRecord:
+    """For callers that authenticated access to this one request another way (ra.enrollment:
+    the enrollment code that opened it)."""
+    return _load(ctx.sessions, request_id)
+
+
 def get_request(ctx: CaContext, actor: Operator, request_id: int) -> RequestRecord:
     record = _load(ctx.sessions, request_id)
     authorize(ctx.sessions, actor, "request.view", record.official.organisation,
@@ -183,9 +191,9 @@ def list_requests(ctx: CaContext, actor: Operator, *, state: str | None = None,
 # Transitions
 
 
-def _refuse(sessions: sessionmaker[Session], actor: Operator, action: str, object_id: str,
+def _refuse(sessions: sessionmaker[Session], actor: str, action: str, object_id: str,
             exc: GovpkiError) -> None:
-    audit.record_refusal(sessions, actor=actor.username, action=f"ra.request.{action}",
+    audit.record_refusal(sessions, actor=actor, action=f"ra.request.{action}",
                          object_type="certificate-request", object_id=object_id,
                          details={"error": exc.kind, "message": exc.message})
 
@@ -220,22 +228,52 @@ def _owns(official: Official, subscriber_ref: str | None) -> bool:
     return (subscriber_ref or "").startswith(official.subscriber_ref + "/")
 
 
+def _official(ctx: CaContext, identifier: str) -> Official:
+    with transaction(ctx.sessions) as session:
+        row = session.scalar(select(models.Official).where(
+            models.Official.identifier == identifier))
+        if row is None:
+            raise NotFound(f"no official with identifier {identifier!r}")
+        return load_official(session, row.id)
+
+
 def submit(ctx: CaContext, actor: Operator, official_identifier: str, kind: str, *,
            csr: bytes | None = None, serials: Sequence[str] = (), ca: str | None = None,
            reason: str | None = None, comment: str = "",
            profile: str = DEFAULT_PROFILE) -> RequestRecord:
     """Open a request for an official. Issuance kinds need a CSR; status kinds name the
-    official's certificates (``serials``, of ``ca``) and revocation an RFC 5280 reason."""
+    official's certificates (``serials``, of ``ca``) and revocation an RFC 5280 reason.
+
+    Kinds listed in policies/authz.yaml ``immediate_request_kinds`` (suspension: a lost USB
+    key) are carried out at once, by the submitter's own authority to submit them."""
     if kind not in REQUEST_KINDS:
         raise ValidationError(f"kind must be one of {', '.join(REQUEST_KINDS)}", field="kind")
-    with transaction(ctx.sessions) as session:
-        row = session.scalar(select(models.Official).where(
-            models.Official.identifier == official_identifier))
-        if row is None:
-            raise NotFound(f"no official with identifier {official_identifier!r}")
-        official = load_official(session, row.id)
+    official = _official(ctx, official_identifier)
     authorize(ctx.sessions, actor, "request.submit", official.organisation, official=official,
               request_kind=kind, object_type="official", object_id=official.identifier)
+    record = _open(ctx, actor.username, official, kind, csr=csr, serials=serials, ca=ca,
+                   reason=reason, comment=comment, profile=profile)
+    if record.required_approvals == 0:
+        return _carry_out_at_once(ctx, actor.username, record)
+    return record
+
+
+def submit_for_enrollment(ctx: CaContext, official: Official, kind: str, csr: bytes, *,
+                          submitted_by: str) -> RequestRecord:
+    """For ra.enrollment: a one-time enrollment code, handed out by an operator allowed to,
+    has already authenticated the caller as ``official``; the request then waits for an
+    operator's approval like any other."""
+    if kind not in ISSUANCE_KINDS:
+        raise ValidationError("an enrollment code opens issuance requests only", field="kind")
+    return _open(ctx, submitted_by, official, kind, csr=csr)
+
+
+def _open(ctx: CaContext, by: str, official: Official, kind: str, *,
+          csr: bytes | None = None, serials: Sequence[str] = (), ca: str | None = None,
+          reason: str | None = None, comment: str = "",
+          profile: str = DEFAULT_PROFILE) -> RequestRecord:
+    """Validate and store a submitted request; refusals are audited under ``by``."""
+    policy = get_authz_policy()
     try:
         comment = _comment(comment, "comment", required=False)
         targets: list[CertificateRef] = []
@@ -274,16 +312,17 @@ def submit(ctx: CaContext, actor: Operator, official_identifier: str, kind: str,
                                               f"{official.identifier} through the RA",
                                               field="serials")
                     targets.append(CertificateRef(cert.ca, cert.serial))
-        required = get_authz_policy().approvals_required(
-            "request.approve", request_kind=kind, certificates=len(targets))
+        required = (0 if kind in policy.immediate_request_kinds else
+                    policy.approvals_required("request.approve", request_kind=kind,
+                                              certificates=len(targets)))
     except GovpkiError as exc:
-        _refuse(ctx.sessions, actor, "submit", official.identifier, exc)
+        _refuse(ctx.sessions, by, "submit", official.identifier, exc)
         raise
     with transaction(ctx.sessions) as session:
         req = models.Request(
             kind=kind, official_id=official.id, state="submitted",
             ca=targets[0].ca if targets else (ca or DEFAULT_CA), profile=profile, csr=csr,
-            reason=reason, required_approvals=required, submitted_by=actor.username,
+            reason=reason, required_approvals=required, submitted_by=by,
             submitted_at=utcnow(), submit_comment=comment)
         session.add(req)
         session.flush()
@@ -291,7 +330,7 @@ def submit(ctx: CaContext, actor: Operator, official_identifier: str, kind: str,
             session.add(models.RequestCertificate(request_id=req.id, role="target", ca=t.ca,
                                                   serial=t.serial))
         session.flush()
-        audit.record_event(session, actor=actor.username, action="ra.request.submit",
+        audit.record_event(session, actor=by, action="ra.request.submit",
                            object_type="certificate-request", object_id=str(req.id),
                            outcome="success",
                            details={"kind": kind, "official": official.identifier,
@@ -299,6 +338,22 @@ def submit(ctx: CaContext, actor: Operator, official_identifier: str, kind: str,
                                     "certificates": [f"{t.ca}/{t.serial}" for t in targets],
                                     "required_approvals": required, "comment": comment})
         return _record(session, req, official)
+
+
+def _carry_out_at_once(ctx: CaContext, by: str, record: RequestRecord) -> RequestRecord:
+    """Approve by policy and execute a request of an immediate (reversible) kind."""
+    with transaction(ctx.sessions) as session:
+        row = _locked(session, record.id, "approve")
+        row.state = "approved"
+        row.decided_by, row.decided_at = by, utcnow()
+        row.decision_comment = "carried out on submission (policies/authz.yaml " \
+                               "immediate_request_kinds)"
+        audit.record_event(session, actor=by, action="ra.request.approve",
+                           object_type="certificate-request", object_id=str(record.id),
+                           outcome="success",
+                           details={"approvals": 0, "required": 0, "state": "approved",
+                                    "policy": "immediate_request_kinds"})
+    return _change_status(ctx, by, _load(ctx.sessions, record.id))
 
 
 def _locked(session: Session, request_id: int, step: str) -> models.Request:
@@ -348,7 +403,7 @@ def approve(ctx: CaContext, actor: Operator, request_id: int, comment: str = ""
                                         "state": row.state, "comment": comment})
             return _record(session, row)
     except GovpkiError as exc:
-        _refuse(ctx.sessions, actor, "approve", str(request_id), exc)
+        _refuse(ctx.sessions, actor.username, "approve", str(request_id), exc)
         raise
 
 
@@ -371,7 +426,7 @@ def reject(ctx: CaContext, actor: Operator, request_id: int, comment: str) -> Re
                                outcome="success", details={"comment": comment})
             return _record(session, row)
     except GovpkiError as exc:
-        _refuse(ctx.sessions, actor, "reject", str(request_id), exc)
+        _refuse(ctx.sessions, actor.username, "reject", str(request_id), exc)
         raise
 
 
@@ -385,24 +440,24 @@ def execute(ctx: CaContext, actor: Operator, request_id: int, *,
     if record.state not in ALLOWED_FROM["execute"]:
         exc = InvalidTransition(f"cannot execute request {request_id}: it is {record.state}",
                                 state=record.state)
-        _refuse(ctx.sessions, actor, "execute", str(request_id), exc)
+        _refuse(ctx.sessions, actor.username, "execute", str(request_id), exc)
         raise exc
     if record.kind in ISSUANCE_KINDS:
-        return _issue(ctx, actor, record, encryption or KmcNotConfigured())
-    return _change_status(ctx, actor, record)
+        return _issue(ctx, actor.username, record, encryption or KmcNotConfigured())
+    return _change_status(ctx, actor.username, record)
 
 
-def _failed(ctx: CaContext, actor: Operator, record: RequestRecord, exc: GovpkiError) -> None:
+def _failed(ctx: CaContext, by: str, record: RequestRecord, exc: GovpkiError) -> None:
     with transaction(ctx.sessions) as session:
         row = session.get(models.Request, record.id)
         assert row is not None
         row.last_error = f"{exc.kind}: {exc.message}"[:2000]
-    audit.record_refusal(ctx.sessions, actor=actor.username, action="ra.request.execute",
+    audit.record_refusal(ctx.sessions, actor=by, action="ra.request.execute",
                          object_type="certificate-request", object_id=str(record.id),
                          outcome="failure", details={"error": exc.kind, "message": exc.message})
 
 
-def _issue(ctx: CaContext, actor: Operator, record: RequestRecord,
+def _issue(ctx: CaContext, by: str, record: RequestRecord,
            encryption: EncryptionKeyProvider) -> RequestRecord:
     with transaction(ctx.sessions) as session:
         row = session.get(models.Request, record.id)
@@ -412,16 +467,16 @@ def _issue(ctx: CaContext, actor: Operator, record: RequestRecord,
     try:
         issued = issue_certificate(ctx, CertificateRequest(
             ca=record.ca, profile=record.profile, csr=csr, subject=subject,
-            requested_by=actor.username,
+            requested_by=by,
             subscriber_ref=f"{record.official.subscriber_ref}/request:{record.id}"))
     except GovpkiError as exc:
-        _failed(ctx, actor, record, exc)
+        _failed(ctx, by, record, exc)
         raise
     outcome = encryption.provide(ctx, record, issued)
     with transaction(ctx.sessions) as session:
         row = _locked(session, record.id, "execute")
         row.state = "issued"
-        row.executed_by, row.executed_at = actor.username, utcnow()
+        row.executed_by, row.executed_at = by, utcnow()
         row.encryption_status, row.last_error = outcome.status, None
         session.add(models.RequestCertificate(request_id=row.id, role="issued",
                                               ca=issued.ca, serial=issued.serial))
@@ -430,20 +485,39 @@ def _issue(ctx: CaContext, actor: Operator, record: RequestRecord,
                 request_id=row.id, role="issued", ca=outcome.certificate.ca,
                 serial=outcome.certificate.serial))
         session.flush()
-        audit.record_event(session, actor=actor.username, action="ra.request.issue",
+        audit.record_event(session, actor=by, action="ra.request.issue",
                            object_type="certificate-request", object_id=str(record.id),
                            outcome="success",
                            details={"ca": issued.ca, "serial": issued.serial,
                                     "subject": issued.subject,
                                     "encryption": outcome.status, "note": outcome.note})
-        return _record(session, row)
+    if record.kind in SUPERSEDING_KINDS:
+        _supersede(ctx, by, record, issued)
+    return _load(ctx.sessions, record.id)
+
+
+def _supersede(ctx: CaContext, by: str, record: RequestRecord, issued: IssuedCertificate
+               ) -> None:
+    """Renewal and re-key replace the official's earlier certificates of the same profile:
+    revoke them as superseded (RFC 5280 §5.3.1) so one key per purpose stays valid. A failure
+    here leaves the new certificate issued and is recorded on the request for a retry."""
+    with transaction(ctx.sessions) as session:
+        earlier = [c for c in certificates_of_subscriber(
+            session, record.official.subscriber_ref + "/")
+            if c.profile == record.profile and c.status != "revoked"
+            and not (c.ca == issued.ca and c.serial == issued.serial)]
+    for cert in earlier:
+        try:
+            revocation.revoke(ctx, cert.serial, "superseded", ca=cert.ca, actor=by)
+        except GovpkiError as exc:
+            _failed(ctx, by, record, exc)
 
 
 _GOAL: Final = {"revocation": ("revoked",), "suspension": ("hold", "revoked"),
                 "release": ("good",)}
 
 
-def _change_status(ctx: CaContext, actor: Operator, record: RequestRecord) -> RequestRecord:
+def _change_status(ctx: CaContext, by: str, record: RequestRecord) -> RequestRecord:
     """Each target in turn; targets already in the goal state are skipped, so an execution
     interrupted half-way (one of a bulk revocation failed) can simply be run again."""
     done: list[str] = []
@@ -455,21 +529,21 @@ def _change_status(ctx: CaContext, actor: Operator, record: RequestRecord) -> Re
         try:
             if record.kind == "revocation":
                 revocation.revoke(ctx, target.serial, record.reason or "unspecified",
-                                  ca=target.ca, actor=actor.username)
+                                  ca=target.ca, actor=by)
             elif record.kind == "suspension":
-                revocation.suspend(ctx, target.serial, ca=target.ca, actor=actor.username)
+                revocation.suspend(ctx, target.serial, ca=target.ca, actor=by)
             else:
-                revocation.release(ctx, target.serial, ca=target.ca, actor=actor.username)
+                revocation.release(ctx, target.serial, ca=target.ca, actor=by)
         except GovpkiError as exc:
-            _failed(ctx, actor, record, exc)
+            _failed(ctx, by, record, exc)
             raise
         done.append(f"{target.ca}/{target.serial}")
     with transaction(ctx.sessions) as session:
         row = _locked(session, record.id, "execute")
         row.state = "done"
-        row.executed_by, row.executed_at, row.last_error = actor.username, utcnow(), None
+        row.executed_by, row.executed_at, row.last_error = by, utcnow(), None
         session.flush()
-        audit.record_event(session, actor=actor.username, action="ra.request.done",
+        audit.record_event(session, actor=by, action="ra.request.done",
                            object_type="certificate-request", object_id=str(record.id),
                            outcome="success",
                            details={"kind": record.kind, "changed": done,

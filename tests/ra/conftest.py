@@ -58,3 +58,17 @@ def ensure_admin(pki: Pki) -> Operator:
         return operators.add_operator(sessions, None, "root-admin", org_code="630000",
                                       role="ca-admin")
     return operators.get_operator(sessions, "root-admin")
+
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def make_login(pki: Pki, org: str, role: str, admin: Operator | None = None
+               ) -> tuple[Operator, str, str]:
+    """An operator who can log in: (operator, password, otpauth URI for ra.credentials.totp_now)."""
+    from ra import credentials
+
+    operator = make_operator(pki, org, role, admin)
+    credentials.set_password(pki.ctx, None, operator.username, TEST_PASSWORD)
+    uri = credentials.enroll_totp(pki.ctx, None, operator.username)
+    return operator, TEST_PASSWORD, uri

@@ -23,11 +23,13 @@ from tests.ra.conftest import make_operator, unique
 READS = {"org.view", "official.view", "request.view", "operator.view"}
 RA_WORK = {"official.view", "official.create", "official.edit", "official.import",
            "request.view", "request.submit", "request.approve", "request.reject",
-           "request.issue", "certificate.revoke", "certificate.suspend", "certificate.release"}
+           "request.issue", "certificate.revoke", "certificate.suspend", "certificate.release",
+           "enrollment.create"}
 EXPECTED = {
     "ca-admin": RA_WORK | {"org.view", "org.load", "operator.view", "operator.create",
                            "ca.certificate.issue"},
-    "security-admin": {"org.view", "operator.view", "operator.create", "operator.role.change"},
+    "security-admin": {"org.view", "operator.view", "operator.create", "operator.role.change",
+                       "operator.credentials", "apitoken.manage"},
     "auditor": READS | {"audit.read"},
     "ra-operator": RA_WORK | {"org.view"},
     "official": {"official.view", "request.view", "request.submit"},

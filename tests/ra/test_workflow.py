@@ -123,17 +123,42 @@ def test_official_self_service_suspension(ra_file_pki) -> None:
     me = operators.add_operator(pki.ctx.sessions, ensure_admin(pki), unique("self"),
                                 org_code="632600-BGS", role="official",
                                 official_identifier=official.identifier)
-    req = requests.submit(pki.ctx, me, official.identifier, "suspension", serials=[serial],
-                          comment="USB Key 丢失")
-    with pytest.raises(Forbidden):
-        requests.approve(pki.ctx, me, req.id)
     with pytest.raises(Forbidden):
         requests.submit(pki.ctx, me, official.identifier, "revocation", serials=[serial])
-    requests.approve(pki.ctx, approver, req.id)
-    assert requests.execute(pki.ctx, approver, req.id).state == "done"
+    # A lost USB key is suspended the moment the official reports it (immediate_request_kinds).
+    req = requests.submit(pki.ctx, me, official.identifier, "suspension", serials=[serial],
+                          comment="USB Key 丢失")
+    assert req.state == "done" and req.required_approvals == 0
+    assert req.decided_by == me.username and "immediate" in (req.decision_comment or "")
     assert status_of(pki.ctx, serial, "officials").status == "hold"
+    with pytest.raises(InvalidTransition):
+        requests.approve(pki.ctx, approver, req.id)
+    # ...and revoked once an operator confirms, under the two-person rule.
+    revoke = requests.submit(pki.ctx, clerk, official.identifier, "revocation",
+                             serials=[serial], reason="keyCompromise", comment="确认丢失")
+    assert revoke.state == "submitted"
+    requests.approve(pki.ctx, approver, revoke.id)
+    assert requests.execute(pki.ctx, approver, revoke.id).state == "done"
+    assert status_of(pki.ctx, serial, "officials").status == "revoked"
     mine = requests.list_requests(pki.ctx, me)
     assert {r.official.identifier for r in mine.items} == {official.identifier}
+
+
+def test_renewal_supersedes_the_earlier_certificate(ra_file_pki) -> None:
+    pki = ra_file_pki
+    clerk = make_operator(pki, "632600", "ra-operator")
+    approver = make_operator(pki, "632600", "ra-operator")
+    official = _official(pki, clerk, "632600-BGS", None)
+    first = _issue(pki, clerk, approver, official).issued[0]
+    renewal = requests.submit(pki.ctx, clerk, official.identifier, "renewal",
+                              csr=make_csr(new_key("ec-p256")), comment="到期换证")
+    requests.approve(pki.ctx, approver, renewal.id)
+    renewed = requests.execute(pki.ctx, approver, renewal.id)
+    assert renewed.state == "issued" and renewed.last_error is None
+    old = status_of(pki.ctx, first.serial, first.ca)
+    assert old.status == "revoked" and old.revocation_reason == "superseded"
+    new = status_of(pki.ctx, renewed.issued[0].serial, renewed.issued[0].ca)
+    assert new.status == "good"
 
 
 def test_subject_is_built_from_records(ra_file_pki) -> None:

@@ -1,0 +1,54 @@
+"""RA settings: the ``[ra]`` table of govpki.toml as a frozen dataclass, validated when built.
+
+Defaults follow what operators of a mature RA expect (EJBCA/Keycloak): a 15-minute idle and
+8-hour absolute web session, lockout after 5 failed logins for 15 minutes, secure cookies (a
+deployment behind nginx terminates TLS; the embedded demo on plain http://127.0.0.1 still
+works because browsers treat loopback as a secure context), 1 MiB request bodies, and
+enrollment codes valid for 3 days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from core.errors import ConfigError
+
+_MINIMA = {"session_idle_minutes": 1, "session_absolute_hours": 1, "lockout_threshold": 1,
+           "lockout_minutes": 1, "max_body_bytes": 1024, "enrollment_code_hours": 1,
+           "api_token_days": 1}
+
+
+@dataclass(frozen=True)
+class RaConfig:
+    session_idle_minutes: int = 15
+    session_absolute_hours: int = 8
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+    cookie_secure: bool = True
+    max_body_bytes: int = 1_048_576
+    enrollment_code_hours: int = 72
+    api_token_days: int = 90
+
+    def __post_init__(self) -> None:
+        for name, minimum in _MINIMA.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"configuration key 'ra.{name}' must be int", key=f"ra.{name}")
+            if value < minimum:
+                raise ConfigError(f"configuration key 'ra.{name}' must be at least {minimum}",
+                                  key=f"ra.{name}")
+        if not isinstance(self.cookie_secure, bool):
+            raise ConfigError("configuration key 'ra.cookie_secure' must be bool",
+                              key="ra.cookie_secure")
+
+
+def ra_config_from(sections: Mapping[str, Mapping[str, Any]]) -> RaConfig:
+    """The [ra] table of govpki.toml (core keeps it as data) as a validated RaConfig."""
+    data = dict(sections.get("ra", {}))
+    known = {f.name for f in fields(RaConfig)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown configuration key 'ra.{key}'", key=f"ra.{key}")
+    return RaConfig(**data)

@@ -28,6 +28,7 @@ setup(
         "click>=8.1",
         "flask>=3.0",
         "pyyaml>=6.0",
+        "openpyxl>=3.1",  # XLSX rosters (ra/roster_xlsx.py)
         "pkilint>=0.13",
         "psycopg[binary]>=3.2",
         "granian>=2.5",

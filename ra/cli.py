@@ -261,7 +261,7 @@ def official_list(org_code: str | None, query: str | None, page: int, per_page: 
 @official_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def official_import(file: Path) -> None:
-    """Bulk import from a CSV roster: all rows or none, with a per-row report."""
+    """Bulk import from a CSV or XLSX roster: all rows or none, with a per-row report."""
     with open_context() as ctx:
         try:
             created = officials_mod.import_officials(ctx.sessions, _actor(ctx),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -39,6 +39,7 @@ from ra.authz import authorize, permits, visible_path
 from ra.errors import Duplicate, ImportRefused, NotFound, RowProblem, ValidationError
 from ra.orgs import ancestors, get_organisation, organisation_by_id
 from ra.records import Official, Operator, Organisation, Page
+from ra.roster_xlsx import XlsxUnreadable, is_xlsx, xlsx_rows
 
 SUBJECT_PROFILE: Final = "official-signing"
 ROSTER_COLUMNS: Final = ("identifier", "name", "org_code", "position", "contact", "unit")
@@ -307,61 +308,75 @@ class RosterRow:
 
 
 def parse_roster(content: bytes | str) -> list[RosterRow]:
-    """Parse a CSV roster (UTF-8, BOM allowed; header row naming the columns).
+    """Parse a roster: CSV (UTF-8, BOM allowed) or an XLSX workbook (first sheet), with a
+    header row naming the columns.
 
     Columns: identifier, name, org_code (required), position, contact, unit (optional), in any
     order. Whatever the input, the only exception is :class:`ImportRefused` (line 0 for
-    problems with the file as a whole).
+    problems with the file as a whole); ``line`` is the CSV line or the spreadsheet row.
     """
+    if isinstance(content, bytes) and len(content) > MAX_ROSTER_BYTES:
+        raise _file_problem(f"the roster is larger than {MAX_ROSTER_BYTES} bytes")
+    try:
+        if isinstance(content, bytes) and is_xlsx(content):
+            return _roster_rows(xlsx_rows(content, MAX_ROSTER_ROWS))
+        return _roster_rows(_csv_rows(content))
+    except XlsxUnreadable as exc:
+        raise _file_problem(str(exc)) from None
+    except csv.Error as exc:
+        raise _file_problem(f"not valid CSV: {exc}") from None
+
+
+def _csv_rows(content: bytes | str) -> Iterator[tuple[int, list[str]]]:
     if isinstance(content, bytes):
-        if len(content) > MAX_ROSTER_BYTES:
-            raise _file_problem(f"the roster is larger than {MAX_ROSTER_BYTES} bytes")
         try:
             text = content.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise _file_problem("the roster is not UTF-8 text (save it as CSV UTF-8)") from None
+            raise _file_problem("the roster is not UTF-8 text (save it as CSV UTF-8, or "
+                                "upload the .xlsx workbook)") from None
     else:
         text = content.removeprefix("\ufeff")
     if len(text) > MAX_ROSTER_BYTES:
         raise _file_problem(f"the roster is larger than {MAX_ROSTER_BYTES} characters")
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        header = next(reader, None)
-        if header is None:
-            raise _file_problem("the roster is empty")
-        columns = [c.strip().lower() for c in header]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        unknown = [c for c in columns if c not in ROSTER_COLUMNS]
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        if missing or unknown or repeated:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {', '.join(missing)}")
-            if unknown:
-                parts.append(f"unknown column(s) {', '.join(repr(c)[:40] for c in unknown)}")
-            if repeated:
-                parts.append(f"repeated column(s) {', '.join(repeated)}")
-            raise _file_problem(f"header: {'; '.join(parts)} (columns: "
-                                f"{', '.join(ROSTER_COLUMNS)})")
-        rows: list[RosterRow] = []
-        problems: list[RowProblem] = []
-        for cells in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(rows) + len(problems) >= MAX_ROSTER_ROWS:
-                raise _file_problem(f"the roster has more than {MAX_ROSTER_ROWS} rows")
-            if len(cells) != len(columns):
-                problems.append(RowProblem(line, "row", f"has {len(cells)} cells, the header "
-                                                        f"has {len(columns)}"))
-                continue
-            values = dict(zip(columns, cells, strict=True))
-            rows.append(RosterRow(line, _normalise(OfficialInput(
-                identifier=values["identifier"], name=values["name"],
-                org_code=values["org_code"], position=values.get("position", ""),
-                contact=values.get("contact", ""), unit=values.get("unit") or None))))
-    except csv.Error as exc:
-        raise _file_problem(f"not valid CSV: {exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+def _roster_rows(table: Iterator[tuple[int, list[str]]]) -> list[RosterRow]:
+    first = next(table, None)
+    if first is None:
+        raise _file_problem("the roster is empty")
+    columns = [c.strip().lower() for c in first[1]]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    unknown = [c for c in columns if c not in ROSTER_COLUMNS]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if missing or unknown or repeated:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(repr(c)[:40] for c in unknown)}")
+        if repeated:
+            parts.append(f"repeated column(s) {', '.join(repeated)}")
+        raise _file_problem(f"header: {'; '.join(parts)} (columns: "
+                            f"{', '.join(ROSTER_COLUMNS)})")
+    rows: list[RosterRow] = []
+    problems: list[RowProblem] = []
+    for line, cells in table:
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(rows) + len(problems) >= MAX_ROSTER_ROWS:
+            raise _file_problem(f"the roster has more than {MAX_ROSTER_ROWS} rows")
+        if len(cells) != len(columns):
+            problems.append(RowProblem(line, "row", f"has {len(cells)} cells, the header "
+                                                    f"has {len(columns)}"))
+            continue
+        values = dict(zip(columns, cells, strict=True))
+        rows.append(RosterRow(line, _normalise(OfficialInput(
+            identifier=values["identifier"], name=values["name"],
+            org_code=values["org_code"], position=values.get("position", ""),
+            contact=values.get("contact", ""), unit=values.get("unit") or None))))
     if problems:
         raise ImportRefused(_summary(problems), tuple(problems))
     if not rows:

@@ -70,3 +70,69 @@ def test_roster_parser_raises_only_import_refused(content: str | bytes) -> None:
         assert exc.problems
         return
     assert rows and all(r.line >= 2 for r in rows)
+
+
+def _xlsx(rows: list[list[object]]) -> bytes:
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_xlsx_roster_imports_like_csv(ra_file_pki) -> None:
+    pki = ra_file_pki
+    clerk = make_operator(pki, "632700", "ra-operator")
+    a, b = unique("XL"), unique("XL")
+    content = _xlsx([["identifier", "name", "org_code", "position", "contact", "unit"],
+                     [a, "卓玛", "632700-BGS", "科员", 9761234567, None],   # numeric cell
+                     [], [b, "扎西", "632700-BGS"]])                      # short row
+    created = officials.import_officials(pki.ctx.sessions, clerk, content)
+    assert [o.identifier for o in created] == [a, b]
+    assert created[0].contact == "9761234567" and created[1].position == ""
+
+
+def test_xlsx_problems_name_spreadsheet_rows_and_import_nothing(ra_file_pki) -> None:
+    pki = ra_file_pki
+    clerk = make_operator(pki, "632700", "ra-operator")
+    good = unique("XL")
+    content = _xlsx([["name", "identifier", "org_code"], ["卓玛", good, "632700-BGS"],
+                     ["李四", unique("XL"), "999999"]])
+    with pytest.raises(ImportRefused) as info:
+        officials.import_officials(pki.ctx.sessions, clerk, content)
+    assert {(p.line, p.field) for p in info.value.problems} == {(3, "org_code")}
+    assert officials.list_officials(pki.ctx.sessions, clerk, query=good).total == 0
+
+
+def test_damaged_or_bomb_workbooks_are_refused_as_files() -> None:
+    import io
+    import zipfile
+
+    with pytest.raises(ImportRefused, match="damaged zip"):
+        officials.parse_roster(b"PK\x03\x04" + b"\0" * 100)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/workbook.xml", b"<a/>")
+        archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (80 * 1024 * 1024))
+    with pytest.raises(ImportRefused, match="expands"):
+        officials.parse_roster(bomb.getvalue())
+    no_book = io.BytesIO()
+    with zipfile.ZipFile(no_book, "w") as archive:
+        archive.writestr("content.xml", b"<a/>")
+    with pytest.raises(ImportRefused, match="not an XLSX workbook"):
+        officials.parse_roster(no_book.getvalue())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_zip_like_bytes_give_only_import_refused(tail: bytes) -> None:
+    try:
+        officials.parse_roster(b"PK\x03\x04" + tail)
+    except ImportRefused:
+        pass

@@ -16,6 +16,7 @@ from ca.context import CaContext
 from ca.crl_cli import crl_group
 from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
+from hsm.token_cli import token_group
 from ocsp.cli import ocsp_group
 from ra.cli import ra_group
 
@@ -57,6 +58,7 @@ cli.add_command(ca_group)
 cli.add_command(ocsp_group)
 cli.add_command(crl_group)
 cli.add_command(ra_group)
+cli.add_command(token_group)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:

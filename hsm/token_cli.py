@@ -1,0 +1,153 @@
+"""`govpki token ...`: the official's USB key (证书介质), on the official's own machine.
+
+PINs and enrollment codes come from the environment (GOVPKI_TOKEN_PIN, GOVPKI_ENROLLMENT_CODE)
+or a hidden prompt, never from argv (a command line is visible to every user of the machine
+and kept in shell history). The PKCS#11 module and the RA's address can come from
+GOVPKI_PKCS11_MODULE and GOVPKI_RA_URL. Exit status: 0 done, 1 refused or failed (nothing left
+half-written), 75 (EX_TEMPFAIL) still waiting for approval (resume later).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from cryptography import x509
+
+from hsm import enroll
+from hsm.algorithms import KeyType
+from hsm.ra_client import RaEnrollmentClient
+from hsm.token import UsbToken, list_tokens, open_token
+
+EXIT_PENDING = 75
+_MODULE = click.option("--module", "module", envvar="GOVPKI_PKCS11_MODULE", required=True,
+                       help="PKCS#11 module of the USB key (or GOVPKI_PKCS11_MODULE).")
+_TOKEN = click.option("--token", "token_label", required=True,
+                      help="Label of the USB key's token.")
+_RA = click.option("--ra", "ra_url", envvar="GOVPKI_RA_URL", required=True,
+                   help="The RA's address, e.g. https://ra.example.gov.cn (or GOVPKI_RA_URL).")
+
+
+def _secret(env: str, prompt: str) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    return str(click.prompt(prompt, hide_input=True))
+
+
+@click.group("token")
+def token_group() -> None:
+    """The official's USB key: enroll, renew, list. (证书介质)"""
+
+
+@token_group.command("list")
+@_MODULE
+@click.option("--token", "token_label", default=None,
+              help="Show what this token holds (needs its PIN); without it, list the tokens.")
+def token_list(module: str, token_label: str | None) -> None:
+    """List the tokens of a module, or the keys and certificates on one token."""
+    if token_label is None:
+        for t in list_tokens(module):
+            state = " (PIN locked)" if t.user_pin_locked else ""
+            click.echo(f"{t.label:32} {t.manufacturer} {t.model} serial {t.serial}{state}")
+        return
+    pin = _secret("GOVPKI_TOKEN_PIN", "USB key PIN")
+    with open_token(module, token_label, pin) as usb:
+        objects = usb.list_objects()
+        space = usb.free_space()
+    for o in objects:
+        if o.kind == "certificate":
+            until = f" until {o.not_after:%Y-%m-%d}" if o.not_after else ""
+            click.echo(f"certificate  id:{o.id_hex:32} {o.label}  {o.subject}{until}"
+                       f" [{o.category or 'user'}]")
+        else:
+            extra = f" {o.key_type}" if o.key_type else ""
+            if o.kind == "private-key":
+                extra += " non-extractable" if o.extractable is False else " EXTRACTABLE"
+            click.echo(f"{o.kind:12} id:{o.id_hex:32} {o.label}{extra}")
+    if space.free_public is not None:
+        click.echo(f"free memory: {space.free_public} bytes public, "
+                   f"{space.free_private} bytes private")
+
+
+def _enroll(module: str, token_label: str, ra_url: str, key_type: str, wait: float,
+            poll: float, resume: int | None, key_ref: str | None, *, kind: str) -> None:
+    if (resume is None) != (key_ref is None):
+        raise click.UsageError("--resume and --key go together (the first run printed both)")
+    pin = _secret("GOVPKI_TOKEN_PIN", "USB key PIN")
+    code = _secret("GOVPKI_ENROLLMENT_CODE", "enrollment code from the RA operator")
+    client = RaEnrollmentClient(ra_url, code)
+    with open_token(module, token_label, pin) as usb:
+        state = enroll.Enrollment(usb, client, key_type=key_type, request_id=resume)
+        old = _previous_keys(usb) if kind == "renew" else []
+        steps = enroll.default_steps(wait_seconds=wait, poll_seconds=poll, resume_key=key_ref)
+        try:
+            enroll.run_steps(steps, state, lambda name: click.echo(f"… {name}", err=True))
+        except enroll.EnrollmentPending as exc:
+            click.echo(exc.message, err=True)
+            sys.exit(EXIT_PENDING)
+        assert state.key is not None and state.certificate is not None
+        replaced = _remove_replaced(usb, old, state.certificate)
+    cert = state.certificate
+    click.echo(f"enrolled: certificate {cert.serial_number:x} for "
+               f"{cert.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d}"
+               f", on token {token_label} as id:{state.key.id_hex}")
+    for label in replaced:
+        click.echo(f"removed the replaced key {label}")
+    for note in state.notes:
+        click.echo(note, err=True)
+
+
+def _previous_keys(usb: UsbToken) -> list[tuple[str, str]]:
+    """(id, subject) of the keys that already have a certificate: what a renewal replaces."""
+    objects = usb.list_objects()
+    return [(o.id_hex, o.subject or "") for o in objects
+            if o.kind == "certificate" and (o.category or "token-user") != "authority"]
+
+
+def _remove_replaced(usb: UsbToken, old: list[tuple[str, str]], new: x509.Certificate
+                     ) -> list[str]:
+    """After a renewal: remove earlier keys certified for the same subject (the RA revoked
+    their certificates as superseded)."""
+    subject = new.subject.rfc4514_string()
+    removed = []
+    for id_hex, old_subject in old:
+        if old_subject == subject:
+            usb.delete_key(usb.find_key(f"id:{id_hex}"))
+            removed.append(f"id:{id_hex}")
+    return removed
+
+
+_KEY_TYPES = click.Choice([k.value for k in KeyType if not k.value.startswith("ed")])
+
+
+@token_group.command("enroll")
+@_MODULE
+@_TOKEN
+@_RA
+@click.option("--key-type", type=_KEY_TYPES, default="ec-p256", show_default=True)
+@click.option("--wait", type=float, default=600, show_default=True,
+              help="Seconds to wait for an operator's approval before stopping (resumable).")
+@click.option("--poll", type=float, default=3, show_default=True, help="Seconds between polls.")
+@click.option("--resume", type=int, default=None, help="Finish an earlier enrollment: request id.")
+@click.option("--key", "key_ref", default=None, help="With --resume: the key it printed (id:…).")
+def token_enroll(module: str, token_label: str, ra_url: str, key_type: str, wait: float,
+                 poll: float, resume: int | None, key_ref: str | None) -> None:
+    """Generate the signing key on the USB key, request its certificate with the one-time
+    enrollment code, and write the certificate and chain onto the key once approved."""
+    _enroll(module, token_label, ra_url, key_type, wait, poll, resume, key_ref, kind="enroll")
+
+
+@token_group.command("renew")
+@_MODULE
+@_TOKEN
+@_RA
+@click.option("--key-type", type=_KEY_TYPES, default="ec-p256", show_default=True)
+@click.option("--wait", type=float, default=600, show_default=True)
+@click.option("--poll", type=float, default=3, show_default=True)
+def token_renew(module: str, token_label: str, ra_url: str, key_type: str, wait: float,
+                poll: float) -> None:
+    """Re-key: a new signing key and certificate (with a renewal or re-key code); the
+    replaced key is removed from the token once the new certificate is on it."""
+    _enroll(module, token_label, ra_url, key_type, wait, poll, None, None, kind="renew")

@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ca.context import CaContext
 from ca.status import service_keys
+from ca.store import chain_der
 from core.db import transaction
 from hsm.algorithms import algorithm
 from hsm.signer import Signer
@@ -97,6 +98,9 @@ class TsaKey:
 
     signer: Signer
     certificate_der: bytes
+    #: The issuing CAs below the root (issuer first): sent with the TSA certificate when
+    #: certReq is true, so a relying party holding only the root can build the path.
+    intermediates_der: tuple[bytes, ...] = ()
 
 
 def load_tsa_key(ctx: CaContext, ca: str | None = None) -> TsaKey:
@@ -107,7 +111,11 @@ def load_tsa_key(ctx: CaContext, ca: str | None = None) -> TsaKey:
         where = f" under CA '{ca}'" if ca else ""
         raise TsaConfigError(f"no TSA key has been certified{where}: run the key ceremony")
     record = records[0]
-    return TsaKey(ctx.keyring.get(record.key_uri), record.certificate_der)
+    with transaction(ctx.sessions) as session:
+        chain = chain_der(session, record.ca)
+    intermediates = tuple(d for d in chain
+                          if (c := x509.load_der_x509_certificate(d)).subject != c.issuer)
+    return TsaKey(ctx.keyring.get(record.key_uri), record.certificate_der, intermediates)
 
 
 def check_tsa_certificate(certificate: x509.Certificate, signer: Signer,
@@ -193,6 +201,7 @@ class TimeStampAuthority:
         # re-serialises objects built from Python values on every dump (a 20x cost), but
         # hands back the original bytes of an object loaded from DER.
         self._certificate_der = key.certificate_der
+        self._intermediates_der = key.intermediates_der
         cert = asn1_x509.Certificate.load(key.certificate_der)
         self._sid_der = cms.SignerIdentifier({"issuer_and_serial_number": {
             "issuer": cert.issuer,
@@ -345,6 +354,7 @@ class TimeStampAuthority:
         }
         if request.cert_req:
             # RFC 3161 §2.4.1: certReq true → the certificate that signingCertificateV2 names.
-            signed_data["certificates"] = [asn1_x509.Certificate.load(self._certificate_der)]
+            signed_data["certificates"] = [asn1_x509.Certificate.load(d) for d in (
+                self._certificate_der, *self._intermediates_der)]
         return cms.ContentInfo({"content_type": "signed_data",
                                 "content": cms.SignedData(signed_data)})

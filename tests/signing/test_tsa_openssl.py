@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from policies.oids import POLICY_TSA
@@ -95,7 +96,12 @@ def test_cert_req_puts_the_tsa_certificate_in_the_token(tsa_server: TsaServer, d
     stamp(tsa_server, openssl_query(document, tmp_path / "q.tsq"), tmp_path / "r.tsr")
     certs = signed_data((tmp_path / "r.tsr").read_bytes())["certificates"]
     tsa_der = tsa_server.tsa.certificate.public_bytes(serialization.Encoding.DER)
-    assert [c.chosen.dump() for c in certs] == [tsa_der]
+    dumped = [c.chosen.dump() for c in certs]  # a SET OF: DER orders it, not the TSA
+    assert tsa_der in dumped  # the certificate signingCertificateV2 names
+    issuers = [x509.load_der_x509_certificate(d) for d in dumped if d != tsa_der]
+    # ...and the issuing CAs below the root, so a verifier holding only the root builds the path
+    assert issuers and all(c.subject != c.issuer for c in issuers)
+    assert tsa_server.tsa.certificate.issuer in {c.subject for c in issuers}
 
 
 def test_sha1_query_is_rejected_with_bad_alg(tsa_server: TsaServer, document: Path,

@@ -31,6 +31,7 @@ bench-smoke: setup
 	$(BIN)/python bench/issuance.py --smoke > /dev/null
 	$(BIN)/python bench/crl.py --smoke > /dev/null
 	$(BIN)/python bench/ocsp.py --smoke > /dev/null
+	$(BIN)/python bench/ra.py --smoke > /dev/null
 
 test: check pytest bench-smoke
 

@@ -7,14 +7,15 @@ setup(
     version="0.1.0",
     description="Province-wide government PKI: CA, RA, OCSP, TSA, signing, SSO, document exchange",
     python_requires=">=3.11",
-    packages=find_packages(include=["core*", "hsm*", "policies*", "ca*", "ra*", "ocsp*",
+    packages=find_packages(include=["core*", "hsm*", "policies*", "ca*", "ra*", "kmc*", "ocsp*",
                                     "signing*", "apps*", "govpki*"]),
     package_data={
         "policies": ["profiles/*.yaml", "ceremonies/*.yaml", "*.yaml", "*.md"],
-        "ra": ["data/*.csv", "migrations/*.py"],
+        "ra": ["data/*.csv", "migrations/*.py", "web/templates/ra/*.html", "web/static/*"],
         "ocsp": ["migrations/*.py"],
         "core": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "ca": ["migrations/*.py"],
+        "apps": ["sso/migrations/*.py", "sso/templates/sso/*.html", "sso/static/*"],
     },
     install_requires=[
         # The token-backed private key (hsm/pkcs11_store.py) relies on pyca calling
@@ -26,9 +27,11 @@ setup(
         "sqlalchemy>=2.0,<3",
         "alembic>=1.13",
         "click>=8.1",
-        "flask>=3.0",
+        "flask>=3.1",  # ra/web sets the body limit per request (Flask 3.1)
         "pyyaml>=6.0",
         "openpyxl>=3.1",  # XLSX rosters (ra/roster_xlsx.py)
+        "pyhanko[opentype,image-support]>=0.25",  # PAdES (signing/), CJK seal text
+        "authlib>=1.3",  # OAuth 2.0 / OpenID Connect machinery (apps/sso)
         "pkilint>=0.13",
         "psycopg[binary]>=3.2",
         "granian>=2.5",
@@ -42,6 +45,9 @@ setup(
             "mypy>=1.10",
             "import-linter>=2.0",
             "types-PyYAML",
+            "openapi-spec-validator>=0.7",  # validates /api/v1/openapi.json (tests)
+            "playwright>=1.45",
+            "requests>=2.31",  # authlib's OAuth2Session: the independent OIDC client (tests)
         ],
     },
     entry_points={"console_scripts": ["govpki=govpki.cli:main"]},

@@ -66,6 +66,8 @@ class Certificate(Base):
         UniqueConstraint("authority_id", "serial", name="uq_ca_certificate_serial"),
         # Delta CRLs ask "what changed since the base CRL" (ca/crl.py, migration ca_0002).
         Index("ix_ca_certificate_status_changed", "authority_id", "status_changed_at"),
+        # The RA dashboard's "expiring within N days" (migration ca_0004).
+        Index("ix_ca_certificate_authority_not_after", "authority_id", "not_after"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -107,8 +107,10 @@ def _record(row: Certificate, ca: str) -> StatusRecord:
 
 def statuses(session: Session, ca: str, *, only_unexpired_at: dt.datetime | None = None,
              changed_since: dt.datetime | None = None, not_good: bool = False,
+             expires_before: dt.datetime | None = None,
              ) -> Iterator[StatusRecord]:
-    """Issued certificates of ``ca`` (all generations), streamed in id order."""
+    """Issued certificates of ``ca`` (all generations), streamed in id order.
+    ``expires_before`` narrows to a window (indexed on authority and not_after)."""
     auth = authority_row(session, ca)
     query = select(Certificate).where(Certificate.authority_id == auth.id,
                                       Certificate.state == "issued")
@@ -116,6 +118,8 @@ def statuses(session: Session, ca: str, *, only_unexpired_at: dt.datetime | None
         query = query.where(Certificate.not_after > only_unexpired_at)
     if changed_since is not None:
         query = query.where(Certificate.status_changed_at > changed_since)
+    if expires_before is not None:
+        query = query.where(Certificate.not_after <= expires_before)
     if not_good:
         query = query.where(Certificate.status != "good")
     for row in session.scalars(query.order_by(Certificate.id).execution_options(yield_per=1000)):

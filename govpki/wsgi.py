@@ -17,6 +17,8 @@ from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
 from core.errors import GovpkiError
+from ra.api import ra_api_blueprint
+from ra.web import ra_web_blueprint
 
 SERVICES = ("ca", "ocsp", "tsa")
 
@@ -26,6 +28,8 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
     app.config["GOVPKI_CA"] = ctx
     if with_ca:
         app.register_blueprint(ca_blueprint)
+        app.register_blueprint(ra_web_blueprint)
+        app.register_blueprint(ra_api_blueprint)
 
     @app.errorhandler(GovpkiError)
     def _govpki_error(exc: GovpkiError) -> tuple[Response, int]:

@@ -25,14 +25,16 @@ RA_WORK = {"official.view", "official.create", "official.edit", "official.import
            "request.view", "request.submit", "request.approve", "request.reject",
            "request.issue", "certificate.revoke", "certificate.suspend", "certificate.release",
            "enrollment.create"}
+KMC_USER_RECOVERY = {"kmc.escrow.view", "kmc.recover.user"}
 EXPECTED = {
-    "ca-admin": RA_WORK | {"org.view", "org.load", "operator.view", "operator.create",
-                           "ca.certificate.issue"},
+    "ca-admin": RA_WORK | KMC_USER_RECOVERY | {"org.view", "org.load", "operator.view",
+                                               "operator.create", "ca.certificate.issue"},
     "security-admin": {"org.view", "operator.view", "operator.create", "operator.role.change",
                        "operator.credentials", "apitoken.manage"},
     "auditor": READS | {"audit.read"},
-    "ra-operator": RA_WORK | {"org.view"},
+    "ra-operator": RA_WORK | KMC_USER_RECOVERY | {"org.view"},
     "official": {"official.view", "request.view", "request.submit"},
+    "key-recovery-officer": {"org.view", "kmc.escrow.view", "kmc.recover.authorised"},
 }
 SCOPE_LIMITED = {"ra-operator", "official"}
 

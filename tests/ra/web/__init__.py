@@ -1,0 +1,1 @@
+"""Tests of the RA web pages (ra/web/)."""

@@ -22,7 +22,7 @@ from core.db import transaction, utcnow
 from ra import models
 from ra.authz import authorize
 from ra.errors import AuthenticationFailed, NotFound, ValidationError
-from ra.operators import get_operator
+from ra.operators import get_operator, load_operator
 from ra.records import Operator
 
 TOKEN_PREFIX: Final = "gp_"  # noqa: S105 (a visible prefix, not a secret)
@@ -86,24 +86,24 @@ def authenticate_api_token(ctx: CaContext, token: str, *, client: str = "") -> O
     """The operator a bearer token acts for; unknown, revoked or expired tokens are refused
     (401) and the refusal audited under the token's prefix (never the token)."""
     now = utcnow()
-    username: str | None = None
+    operator: Operator | None = None
     if token.startswith(TOKEN_PREFIX) and len(token) <= 128:
         with transaction(ctx.sessions) as session:
             row = session.scalar(select(models.ApiToken).where(
                 models.ApiToken.token_hash == _hash(token)))
             if row is not None and row.revoked_at is None and row.expires_at > now:
-                operator = session.get(models.Operator, row.operator_id)
-                if operator is not None and operator.active:
-                    username = operator.username
+                found = load_operator(session, row.operator_id)
+                if found is not None and found.active:
+                    operator = found
                     if row.last_used_at is None or now - row.last_used_at > dt.timedelta(
                             minutes=5):
                         row.last_used_at = now
-    if username is None:
+    if operator is None:
         audit.record_refusal(ctx.sessions, actor="anonymous", action="ra.api.authenticate",
                              object_type="api-token", object_id=token[:10],
                              details={"client": client[:64], "error": "bad-token"})
         raise AuthenticationFailed("the API token is unknown, revoked or expired")
-    return get_operator(ctx.sessions, username)
+    return operator
 
 
 def list_api_tokens(ctx: CaContext, actor: Operator, username: str) -> list[ApiTokenRecord]:

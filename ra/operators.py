@@ -53,6 +53,13 @@ def _row(session: Session, username: str) -> models.Operator:
     return row
 
 
+def load_operator(session: Session, operator_id: int) -> Operator | None:
+    """The operator by id inside the caller's transaction (token and session checks read it
+    with the credential in one transaction)."""
+    row = session.get(models.Operator, operator_id)
+    return None if row is None else _record(session, row)
+
+
 def get_operator(sessions: sessionmaker[Session], username: str) -> Operator:
     """The operator as authorisation sees it (active roles; pending ones listed apart)."""
     with transaction(sessions) as session:

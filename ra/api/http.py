@@ -3,8 +3,9 @@ body parsing, then the view; and the reply, with pagination links (RFC 8288).
 
 Errors are raised, never rendered here: they are GovpkiError subclasses (ra.errors,
 ra.api.errors) that the application's one handler turns into RFC 9457 problem bodies
-(govpki/wsgi.py). The hooks below only add what a problem needs beyond its body: the
-``WWW-Authenticate`` challenge of a 401 (RFC 9110 §11.6.1, RFC 6750 §3) and ``Allow`` on a 405.
+(govpki/wsgi.py, which also keeps ``Allow`` on a 405). The hook below only adds what a problem
+needs beyond its body: the ``WWW-Authenticate`` challenge of a 401 (RFC 9110 §11.6.1, RFC 6750
+§3).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ca.context import CaContext
 from ra.api.auth import authenticate, challenge
@@ -251,15 +252,4 @@ def install_hooks(bp: Blueprint, routes: Mapping[str, Route]) -> None:
                 g.get("ra_api_auth", "bearer"), presented=g.get("ra_api_presented", False))
         # Answers carry tokens, codes and personal data: never kept by a cache (RFC 9111).
         response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    @bp.after_app_request
-    def _method_not_allowed(response: Response) -> Response:
-        # Routing refuses a method before any blueprint is chosen, so this hook is app-wide
-        # but acts only on the API's paths: RFC 9110 §15.5.6 wants Allow on every 405.
-        exc = request.routing_exception
-        if (response.status_code == 405 and isinstance(exc, MethodNotAllowed)
-                and request.path.startswith(API_PREFIX + "/")
-                and "Allow" not in response.headers and exc.valid_methods):
-            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

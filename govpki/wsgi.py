@@ -42,6 +42,11 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
         code = exc.code or 500
         response = jsonify({"type": "about:blank", "title": exc.name, "status": code,
                             "detail": exc.description})
+        # Keep what the exception says about itself (Allow on a 405, RFC 9110 §15.5.6;
+        # Retry-After on a 503), not its text/html content type.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         response.content_type = "application/problem+json"
         return response, code
 

@@ -15,6 +15,7 @@ setup(
         "ocsp": ["migrations/*.py"],
         "core": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "ca": ["migrations/*.py"],
+        "kmc": ["migrations/*.py"],
         "apps": ["sso/migrations/*.py", "sso/templates/sso/*.html", "sso/static/*"],
     },
     install_requires=[

@@ -17,8 +17,10 @@ from ca.crl_cli import crl_group
 from core.errors import GovpkiError
 from govpki.migrations import all_version_locations
 from hsm.token_cli import token_group
+from kmc.cli import kmc_group_with
 from ocsp.cli import ocsp_group
 from ra.cli import ra_group
+from ra.operators import resolve_actor as resolve_ra_operator
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -59,6 +61,7 @@ cli.add_command(ocsp_group)
 cli.add_command(crl_group)
 cli.add_command(ra_group)
 cli.add_command(token_group)
+cli.add_command(kmc_group_with(resolve_ra_operator))
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:

@@ -15,6 +15,7 @@ from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_cerem
 from ca.context import CaContext
 from ca.crl_cli import crl_group
 from core.errors import GovpkiError
+from govpki.kmc_wiring import install_kmc
 from govpki.migrations import all_version_locations
 from hsm.token_cli import token_group
 from kmc.cli import kmc_group_with
@@ -54,6 +55,7 @@ class GovpkiGroup(click.Group):
 @click.version_option(package_name="govpki")
 def cli() -> None:
     """govpki — 青海省电子政务数字证书系统 (provincial government PKI)."""
+    install_kmc()
 
 
 cli.add_command(ca_group)

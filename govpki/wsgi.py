@@ -87,6 +87,7 @@ def create_app(config: Config | None = None, only: str | None = None,
 
     ``ctx`` lets a caller that already holds an open context (tests, an embedding process)
     serve it; otherwise one is opened from ``config`` (GOVPKI_HOME by default)."""
+    from govpki.kmc_wiring import install_kmc
     from govpki.scheduler import start_scheduler
     from ocsp.wsgi import create_ocsp_app
     from signing.config import tsa_config_from
@@ -95,6 +96,7 @@ def create_app(config: Config | None = None, only: str | None = None,
     only = only or os.environ.get("GOVPKI_SERVE_ONLY") or None
     if only is not None and only not in SERVICES:
         raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
+    install_kmc()
     if ctx is None:
         ctx = CaContext.open(config or load_config())
     config = ctx.config

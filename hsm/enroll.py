@@ -174,11 +174,14 @@ class DeliverEncryptionKey:
 
 
 def default_steps(*, wait_seconds: float, poll_seconds: float = 3.0,
-                  resume_key: str | None = None) -> list[EnrollmentStep]:
+                  resume_key: str | None = None,
+                  encryption_step: EnrollmentStep | None = None) -> list[EnrollmentStep]:
+    """The enrollment sequence; ``encryption_step`` is the KMC's (hsm.kmc_unwrap's
+    ReceiveEncryptionKey), :class:`DeliverEncryptionKey` (report only) by default."""
     first: list[EnrollmentStep] = (
         [UseExistingKey(resume_key)] if resume_key else [GenerateSigningKey(), SubmitRequest()])
     return [*first, AwaitDecision(wait_seconds, poll_seconds), StoreSigningCertificate(),
-            DeliverEncryptionKey()]
+            encryption_step or DeliverEncryptionKey()]
 
 
 def run_steps(steps: Sequence[EnrollmentStep], state: Enrollment,

@@ -9,6 +9,7 @@ because the official has no certificate yet. Errors come back as RFC 9457 proble
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -58,6 +59,13 @@ class RaEnrollmentClient:
 
     def status(self, request_id: int) -> EnrollmentReply:
         return self._reply(self._call("GET", f"/api/v1/enrollment/{int(request_id)}", None))
+
+    def encryption_key(self, request_id: int, transport_spki_der: bytes) -> dict[str, Any]:
+        """The escrowed encryption key wrapped to the token's transport key (KMC delivery):
+        the KMC's JSON form, read by hsm.key_transport.WrappedKey.from_json."""
+        body = json.dumps({"transport_key": base64.b64encode(transport_spki_der).decode()})
+        return self._call("POST", f"/api/v1/enrollment/{int(request_id)}/encryption-key",
+                          body.encode())
 
     def _call(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
         # The scheme was checked in __init__ (http/https only).

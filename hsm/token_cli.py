@@ -17,8 +17,10 @@ from cryptography import x509
 
 from hsm import enroll
 from hsm.algorithms import KeyType
+from hsm.key_transport import WrappedKey
+from hsm.kmc_unwrap import ReceiveEncryptionKey
 from hsm.ra_client import RaEnrollmentClient
-from hsm.token import UsbToken, list_tokens, open_token
+from hsm.token import LABEL_PREFIX, UsbToken, list_tokens, open_token
 
 EXIT_PENDING = 75
 _MODULE = click.option("--module", "module", envvar="GOVPKI_PKCS11_MODULE", required=True,
@@ -81,7 +83,12 @@ def _enroll(module: str, token_label: str, ra_url: str, key_type: str, wait: flo
     with open_token(module, token_label, pin) as usb:
         state = enroll.Enrollment(usb, client, key_type=key_type, request_id=resume)
         old = _previous_keys(usb) if kind == "renew" else []
-        steps = enroll.default_steps(wait_seconds=wait, poll_seconds=poll, resume_key=key_ref)
+        def fetch(spki_der: bytes) -> WrappedKey:
+            assert state.request_id is not None
+            return WrappedKey.from_json(client.encryption_key(state.request_id, spki_der))
+
+        steps = enroll.default_steps(wait_seconds=wait, poll_seconds=poll, resume_key=key_ref,
+                                     encryption_step=ReceiveEncryptionKey(fetch))
         try:
             enroll.run_steps(steps, state, lambda name: click.echo(f"… {name}", err=True))
         except enroll.EnrollmentPending as exc:
@@ -100,10 +107,12 @@ def _enroll(module: str, token_label: str, ra_url: str, key_type: str, wait: flo
 
 
 def _previous_keys(usb: UsbToken) -> list[tuple[str, str]]:
-    """(id, subject) of the keys that already have a certificate: what a renewal replaces."""
+    """(id, subject) of the signing keys that already have a certificate: what a renewal
+    replaces. Encryption keys stay: old documents must still open."""
     objects = usb.list_objects()
     return [(o.id_hex, o.subject or "") for o in objects
-            if o.kind == "certificate" and (o.category or "token-user") != "authority"]
+            if o.kind == "certificate" and (o.category or "token-user") != "authority"
+            and o.label.startswith(LABEL_PREFIX)]
 
 
 def _remove_replaced(usb: UsbToken, old: list[tuple[str, str]], new: x509.Certificate

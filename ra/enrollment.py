@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -31,10 +31,16 @@ from ca.store import chain_der, find_certificate
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
-from ra import models
+from ra import models, plugins
 from ra.authz import authorize
 from ra.config import RaConfig
-from ra.errors import AuthenticationFailed, EnrollmentRefused, NotFound, ValidationError
+from ra.errors import (
+    AuthenticationFailed,
+    EnrollmentRefused,
+    InvalidTransition,
+    NotFound,
+    ValidationError,
+)
 from ra.officials import load_official
 from ra.records import Operator, RequestRecord
 from ra.requests import ISSUANCE_KINDS, get_request_unchecked, submit_for_enrollment
@@ -224,3 +230,31 @@ def enrollment_status(ctx: CaContext, code: str, request_id: int, *, client: str
                       for d in chain_ders)
     return EnrollmentStatus(record.id, record.state, cert_pem, chain, message,
                             record.encryption_status)
+
+
+def deliver_encryption_key(ctx: CaContext, code: str, request_id: int,
+                           transport_spki_der: bytes, *, client: str = "") -> dict[str, Any]:
+    """Release the encryption key escrowed for the request this code opened, wrapped to the
+    transport key the USB key generated (the KMC's delivery, installed by govpki)."""
+    action = "ra.enrollment.encryption-key"
+    row = _find(ctx, code, client, action)
+    if row.request_id != request_id or row.used_at is None \
+            or utcnow() - row.used_at > dt.timedelta(days=POLL_DAYS):
+        exc = EnrollmentRefused(f"this enrollment code does not give access to request "
+                                f"{request_id}")
+        _refuse(ctx, row, action, client, exc)
+        raise exc
+    record = get_request_unchecked(ctx, request_id)
+    if record.state != "issued" or record.encryption_status != "escrowed":
+        raise InvalidTransition(f"request {request_id} has no escrowed encryption key to "
+                                f"deliver (state {record.state}, encryption "
+                                f"{record.encryption_status or 'none'})",
+                                state=record.state)
+    delivery = plugins.encryption_delivery()
+    if delivery is None:
+        raise InvalidTransition("no key management centre is configured on this RA")
+    if not transport_spki_der or len(transport_spki_der) > 4096:
+        raise ValidationError("the transport key must be a DER SubjectPublicKeyInfo of at most "
+                              "4096 bytes", field="transport_key")
+    return delivery.deliver(ctx, f"{record.official.subscriber_ref}/request:{record.id}",
+                            transport_spki_der, actor=f"enrollment-code:{row.id}")

@@ -42,7 +42,7 @@ from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
 from policies.authz import REQUEST_KINDS, get_authz_policy
-from ra import models
+from ra import models, plugins
 from ra.authz import authorize, visible_path
 from ra.errors import (
     InvalidTransition,
@@ -443,7 +443,8 @@ def execute(ctx: CaContext, actor: Operator, request_id: int, *,
         _refuse(ctx.sessions, actor.username, "execute", str(request_id), exc)
         raise exc
     if record.kind in ISSUANCE_KINDS:
-        return _issue(ctx, actor.username, record, encryption or KmcNotConfigured())
+        provider = encryption or plugins.encryption_provider() or KmcNotConfigured()
+        return _issue(ctx, actor.username, record, provider)
     return _change_status(ctx, actor.username, record)
 
 

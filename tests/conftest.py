@@ -193,3 +193,16 @@ def file_pki(request: pytest.FixtureRequest) -> Pki:
 def pg_file_pki(request: pytest.FixtureRequest) -> Pki:
     """PostgreSQL + file keys: concurrency across processes."""
     return _get_pki(request, "postgres", "file")
+
+
+@pytest.fixture(autouse=True)
+def _no_kmc_plugged_in() -> Iterator[None]:
+    """The key management centre is plugged into the RA process-wide (govpki installs it in
+    create_app and the CLI); every test starts without it, so whether issuance escrows an
+    encryption pair never depends on test order. Tests of the dual-certificate flow install it
+    themselves (govpki.kmc_wiring.install_kmc)."""
+    from ra import plugins
+
+    plugins.install(None, None)
+    yield
+    plugins.install(None, None)

@@ -7,12 +7,15 @@ The code travels in the body of ``POST /enrollment`` and in ``Authorization: Enr
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Final
 
 from ra import enrollment, requests
 from ra.api import serialise
 from ra.api.http import Call, Reply
 from ra.api.spec import REQUEST_ID, Body, Field, api_route
+from ra.errors import ValidationError
 
 CREATE: Final = Body("EnrollmentCodeCreate", (
     Field("official", "string", "The official's identifier.", required=True, max_length=64),
@@ -24,6 +27,10 @@ REDEEM: Final = Body("EnrollmentRedeem", (
     Field("csr", "string", "PKCS#10 request in PEM, signed by the new key on the USB key.",
           required=True, max_length=requests.MAX_CSR_BYTES, multiline=True)),
     "A code and the CSR it is redeemed with.")
+TRANSPORT: Final = Body("TransportKey", (
+    Field("transport_key", "string", "The USB key's transport public key: DER "
+          "SubjectPublicKeyInfo in base64.", required=True, max_length=8192),),
+    "Where to wrap the escrowed encryption key to.")
 _MESSAGES: Final = {"submitted": "waiting for an RA operator's approval"}
 
 
@@ -64,3 +71,20 @@ def status(call: Call) -> Reply:
     to write onto the USB key. Only the code that opened the request may read it."""
     return Reply(serialise.enrollment_status(enrollment.enrollment_status(
         call.ctx, call.enrollment_code, call.path["request_id"], client=call.client)))
+
+
+@api_route("POST", "/enrollment/{request_id}/encryption-key", operation_id="deliverEncryptionKey",
+           summary="The escrowed encryption key, wrapped for the USB key", tag="enrollment",
+           auth="enrollment", params=(REQUEST_ID,), body=TRANSPORT,
+           responses={200: "WrappedEncryptionKey"}, errors=(400, 403, 409))
+def encryption_key(call: Call) -> Reply:
+    """The dual-certificate model's second half: the key management centre wraps the
+    encryption key it escrowed for this request to a transport key generated on the USB key,
+    which unwraps it inside (C_UnwrapKey). Once only; later copies are recoveries under the
+    two-person rule (409)."""
+    try:
+        spki = base64.b64decode(call.body["transport_key"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError("transport_key is not base64", field="transport_key") from None
+    return Reply(enrollment.deliver_encryption_key(
+        call.ctx, call.enrollment_code, call.path["request_id"], spki, client=call.client))

@@ -202,6 +202,9 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "EnrollmentStatus": _obj({"request_id": INT, "state": STR, "message": STR,
                               "certificate_pem": OPT_STR, "chain_pem": STRS,
                               "encryption_status": OPT_STR}),
+    "WrappedEncryptionKey": {"type": "object", "description": (
+        "The escrowed encryption key wrapped to the USB key's transport key (the key management "
+        "centre's format, all members wrapped or public; see docs/kmc.md)")},
     "AuditEvent": _obj({"seq": INT, "occurred_at": TIME, "actor": STR, "action": STR,
                         "object_type": STR, "object_id": STR,
                         "outcome": {"type": "string", "enum": ["success", "refused",

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import func, select, update
 
 from core.db import transaction
@@ -124,7 +125,6 @@ def test_enroll_writes_key_certificate_and_chain_and_openssl_verifies(
     chain = [x509.load_der_x509_certificate(d) for d in der_by_id.values()]
     roots = [c for c in chain if c.subject == c.issuer]
     middle = [c for c in chain if c.subject != c.issuer]
-    from cryptography.hazmat.primitives.serialization import Encoding
     (tmp_path / "leaf.pem").write_bytes(
         x509.load_der_x509_certificate(leaf).public_bytes(Encoding.PEM))
     (tmp_path / "root.pem").write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in roots))
@@ -243,3 +243,41 @@ def _token_dir(label: str) -> Path:
                 candidate / "token.object").read_bytes():
             return candidate
     raise AssertionError(label)
+
+
+def test_dual_certificate_enrollment_puts_the_escrowed_encryption_key_on_the_token(
+        ra_file_pki_module, ra_url, usb, tmp_path) -> None:
+    """With the key management centre plugged in, one enrollment leaves both halves of the
+    dual-certificate model on the USB key: the signing key born there, and the encryption
+    key escrowed by the KMC and unwrapped inside the token. A message `openssl cms -encrypt`
+    encrypts to the encryption certificate opens with the token's key."""
+    from govpki.kmc_wiring import install_kmc
+    from tests.hsm.test_token import UsbKey
+    from tests.kmc.conftest import decrypt_on_token, kmc_ready, openssl_encrypt
+
+    pki = kmc_ready(ra_file_pki_module)
+    install_kmc()
+    clerk, approver, official = _people(pki)
+    code, _ = enrollment.create_enrollment_code(pki.ctx, clerk, official.identifier)
+    approving = _approve_when_submitted(pki, approver, official)
+    result = _token(ra_url, usb, "enroll", "--wait", "60", "--poll", "0.2", code=code)
+    approving.join(10)
+    assert result.exit_code == 0, result.output
+    assert "encryption key pair delivered" in result.output
+    objects = _objects(usb)
+    keys = {o.id_hex: o for o in objects if o.kind == "private-key"}
+    assert len(keys) == 2 and all(k.extractable is False for k in keys.values())
+    user_certs = [o for o in objects if o.kind == "certificate" and o.category != "authority"]
+    assert {c.id_hex for c in user_certs} == set(keys)
+    ders = _cert_ders(usb)
+    encryption = [x509.load_der_x509_certificate(ders[c.id_hex]) for c in user_certs
+                  if x509.load_der_x509_certificate(ders[c.id_hex]).extensions
+                  .get_extension_for_class(x509.KeyUsage).value.key_encipherment]
+    assert len(encryption) == 1
+    cert = encryption[0]
+    enc_id = next(c.id_hex for c in user_certs
+                  if ders[c.id_hex] == cert.public_bytes(Encoding.DER))
+    message = "关于印发年度工作要点的通知".encode()
+    envelope = openssl_encrypt(cert, message, tmp_path)
+    with UsbKey(softhsm.SOFTHSM_MODULE, usb, PIN).open() as token:
+        assert decrypt_on_token(token, f"id:{enc_id}", envelope) == message

@@ -99,6 +99,7 @@ EXPECTED: dict[str, list[tuple[int, int]]] = {
         [(201, 201), (403, 403), (403, 403),
          (201, 403), (403, 403), (403, 403)],
     "GET /enrollment/{id} (bearer)": [(401, 401)] * 6,
+    "POST /enrollment/{id}/encryption-key (bearer)": [(401, 401)] * 6,
     "GET /operators":
         [(200, 200), (200, 200), (200, 200),
          (403, 403), (403, 403), (403, 403)],
@@ -260,6 +261,9 @@ RUNS: dict[str, Run] = {
         "official": w.officials[s].identifier}),
     "GET /enrollment/{id} (bearer)": lambda w, t, s: _call(
         w, t, "GET", f"/enrollment/{w.submitted(s)}"),
+    "POST /enrollment/{id}/encryption-key (bearer)": lambda w, t, s: _call(
+        w, t, "POST", f"/enrollment/{w.submitted(s)}/encryption-key",
+        {"transport_key": "AAAA"}),
     "GET /operators": lambda w, t, s: _call(w, t, "GET", "/operators"),
     "POST /operators": lambda w, t, s: _call(w, t, "POST", "/operators", {
         "username": unique("op"), "org_code": w.org(s), "role": "ra-operator"}),

@@ -65,7 +65,7 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {"keystore": KeyStoreConfig, "audit": AuditConfig}
-PACKAGE_SECTIONS = ("tsa", "ra")
+PACKAGE_SECTIONS = ("tsa", "ra", "sso")
 _TOP_LEVEL = {"database_url", "public_base_url", "listen_host", "listen_port"}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from apps.sso.cli import sso_group
 from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
 from ca.context import CaContext
 from ca.crl_cli import crl_group
@@ -64,6 +65,7 @@ cli.add_command(crl_group)
 cli.add_command(ra_group)
 cli.add_command(token_group)
 cli.add_command(kmc_group_with(resolve_ra_operator))
+cli.add_command(sso_group)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:

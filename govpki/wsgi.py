@@ -13,6 +13,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from apps.sso.ra_client import bp as sso_ra_client_blueprint
+from apps.sso.views import bp as sso_blueprint
 from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
@@ -30,6 +32,8 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
         app.register_blueprint(ca_blueprint)
         app.register_blueprint(ra_web_blueprint)
         app.register_blueprint(ra_api_blueprint)
+        app.register_blueprint(sso_blueprint)
+        app.register_blueprint(sso_ra_client_blueprint)
 
     @app.errorhandler(GovpkiError)
     def _govpki_error(exc: GovpkiError) -> tuple[Response, int]:

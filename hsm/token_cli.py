@@ -160,3 +160,35 @@ def token_renew(module: str, token_label: str, ra_url: str, key_type: str, wait:
     """Re-key: a new signing key and certificate (with a renewal or re-key code); the
     replaced key is removed from the token once the new certificate is on it."""
     _enroll(module, token_label, ra_url, key_type, wait, poll, None, None, kind="renew")
+
+
+@token_group.command("sign-challenge")
+@click.argument("code")
+@_MODULE
+@_TOKEN
+@click.option("--provider", "provider_url", envvar="GOVPKI_SSO_URL", required=True,
+              help="The SSO provider's address, e.g. https://sso.example.gov.cn "
+                   "(or GOVPKI_SSO_URL).")
+@click.option("--key", "key_ref", default=None,
+              help="The key to log in with (id:…); default: the client-authentication "
+                   "certificate valid longest.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def token_sign_challenge(code: str, module: str, token_label: str, provider_url: str,
+                         key_ref: str | None, yes: bool) -> None:
+    """Log in at the SSO provider: sign the challenge that the login page shows as CODE with
+    the USB key (统一身份认证 证书登录)."""
+    from hsm.challenge import ChallengeClient
+
+    client = ChallengeClient(provider_url)
+    challenge = client.fetch(code)
+    click.echo(f"login at {challenge.origin}, asked from {challenge.requested_from or '?'} "
+               f"at {challenge.requested_at or '?'}", err=True)
+    if not yes and not click.confirm("Is this your own login, on the screen in front of you?",
+                                     err=True):
+        raise click.Abort()
+    pin = _secret("GOVPKI_TOKEN_PIN", "USB key PIN")
+    with open_token(module, token_label, pin) as usb:
+        certificate_der, signature = client.sign(usb, challenge, key_ref)
+    reply = client.answer(code, certificate_der, signature)
+    click.echo(f"signed in as {reply.get('name', '?')} ({reply.get('username', '?')}): the "
+               "browser continues by itself")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from apps.sso.config import sso_config_from
 from apps.sso.ra_client import bp as sso_ra_client_blueprint
 from apps.sso.views import bp as sso_blueprint
 from ca.context import CaContext
@@ -21,6 +23,7 @@ from core.config import Config, load_config
 from core.errors import GovpkiError
 from ra.api import ra_api_blueprint
 from ra.web import ra_web_blueprint
+from ra.web.auth_views import SSO_LOGIN_KEY, SSO_LOGOUT_KEY
 
 SERVICES = ("ca", "ocsp", "tsa")
 
@@ -34,6 +37,14 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
         app.register_blueprint(ra_api_blueprint)
         app.register_blueprint(sso_blueprint)
         app.register_blueprint(sso_ra_client_blueprint)
+        # The RA login page offers single sign-on, and an SSO session's logout continues at
+        # the provider so every office application's session ends (RP-initiated logout).
+        sso = sso_config_from(ctx.config.sections)
+        issuer = (sso.issuer or ctx.config.public_base_url).rstrip("/")
+        app.config[SSO_LOGIN_KEY] = "/ra/sso/login"
+        app.config[SSO_LOGOUT_KEY] = (
+            f"/oauth/logout?client_id={quote(sso.ra_client_id)}"
+            f"&post_logout_redirect_uri={quote(issuer + '/ra/login?bye=1', safe='')}")
 
     @app.errorhandler(GovpkiError)
     def _govpki_error(exc: GovpkiError) -> tuple[Response, int]:

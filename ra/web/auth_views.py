@@ -8,7 +8,7 @@ shows one generic message whichever factor was wrong; a lockout shows its own.
 
 from __future__ import annotations
 
-from flask import g, redirect, request, url_for
+from flask import current_app, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
@@ -43,7 +43,14 @@ def _login_page(status: int = 200, *, failure: str | None = None,
     elif request.args.get("bye"):
         notice = "login.bye"
     return render("login.html", status, methods=methods, failure=failure, notice=notice,
-                  username=username, next=safe_next(request.values.get("next")))
+                  username=username, next=safe_next(request.values.get("next")),
+                  sso_login=current_app.config.get(SSO_LOGIN_KEY))
+
+
+#: app.config keys the composition root sets when the SSO provider is mounted: where the login
+#: page's "统一身份认证" button goes, and where logging out of an SSO session continues.
+SSO_LOGIN_KEY = "GOVPKI_RA_SSO_LOGIN"
+SSO_LOGOUT_KEY = "GOVPKI_RA_SSO_LOGOUT"
 
 
 @bp.get("/login")
@@ -77,8 +84,14 @@ def login_post() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """End the RA session; one opened through single sign-on also ends at the provider (and
+    so in every other office application), when govpki has mounted it (SSO_LOGOUT_KEY)."""
+    current = web_session()
     end_session(ca_context(), session_token())
-    response = redirect(url_for("ra_web.login", bye=1), 303)
+    sso_logout = current_app.config.get(SSO_LOGOUT_KEY)
+    target = (sso_logout if sso_logout and current is not None and current.method == "oidc"
+              else url_for("ra_web.login", bye=1))
+    response = redirect(target, 303)
     clear_session_cookie(response)
     return response
 

@@ -151,3 +151,32 @@ def test_pages_need_a_session(app) -> None:
     # A form posted without a session changes nothing: back to the login page.
     response = client.post("/ra/officials/new", data={"identifier": "X1", "name": "张三"})
     assert response.status_code == 303 and response.headers["Location"] == "/ra/login"
+
+
+def test_login_page_offers_single_sign_on_and_sso_logout_continues_at_the_provider(
+        ra_file_pki) -> None:
+    """With the provider mounted (the whole app), the RA login page links to SSO; an RA
+    session opened through SSO (method oidc) logs out at the provider too."""
+    from govpki.wsgi import create_app
+    from ra import authn
+    from ra.config import RaConfig
+    from ra.web.auth_views import SSO_LOGOUT_KEY
+    from tests.ra.conftest import make_login
+
+    app = create_app(ctx=ra_file_pki.ctx)
+    flask_app = app.default
+    client = flask_app.test_client()
+    page = client.get("/ra/login")
+    assert page.status_code == 200 and "/ra/sso/login?next=" in page.get_data(as_text=True)
+    operator, _, _ = make_login(ra_file_pki, "630100", "ra-operator")
+
+    class Oidc:
+        name, acr, fields = "oidc", "urn:govpki:acr:certificate", ()
+
+    token, session = authn.start_session(ra_file_pki.ctx, operator, Oidc(), client="test")
+    client.set_cookie("govpki_ra_session", token, path="/ra")
+    out = client.post("/ra/logout", data={"csrf_token": session.csrf_token})
+    assert out.status_code == 303
+    assert out.headers["Location"] == flask_app.config[SSO_LOGOUT_KEY]
+    assert out.headers["Location"].startswith("/oauth/logout?client_id=")
+    assert authn.resume_session(ra_file_pki.ctx, token, config=RaConfig()) is None

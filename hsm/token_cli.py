@@ -9,16 +9,19 @@ half-written), 75 (EX_TEMPFAIL) still waiting for approval (resume later).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import click
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hsm import enroll
 from hsm.algorithms import KeyType
 from hsm.key_transport import WrappedKey
-from hsm.kmc_unwrap import ReceiveEncryptionKey
+from hsm.kmc_unwrap import ReceiveEncryptionKey, create_transport_key, unwrap_into_token
 from hsm.ra_client import RaEnrollmentClient
 from hsm.token import LABEL_PREFIX, UsbToken, list_tokens, open_token
 
@@ -160,6 +163,43 @@ def token_renew(module: str, token_label: str, ra_url: str, key_type: str, wait:
     """Re-key: a new signing key and certificate (with a renewal or re-key code); the
     replaced key is removed from the token once the new certificate is on it."""
     _enroll(module, token_label, ra_url, key_type, wait, poll, None, None, kind="renew")
+
+
+@token_group.command("transport-key")
+@_MODULE
+@_TOKEN
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the transport public key (PEM), for the KMC operator.")
+def token_transport_key(module: str, token_label: str, out: Path) -> None:
+    """Make an unwrap-only transport key on a (new) USB key, for a key recovery: the KMC
+    wraps the escrowed encryption key to it (`govpki kmc recover-user --transport-key`)."""
+    if out.exists():
+        raise click.UsageError(f"{out} exists; refusing to overwrite it")
+    pin = _secret("GOVPKI_TOKEN_PIN", "USB key PIN")
+    with open_token(module, token_label, pin) as usb:
+        transport = create_transport_key(usb)
+    out.write_bytes(transport.public_key.public_bytes(Encoding.PEM,
+                                                      PublicFormat.SubjectPublicKeyInfo))
+    click.echo(f"transport key {transport.sha256[:16]} on token {token_label}: give {out} to "
+               "the key management centre's operator")
+
+
+@token_group.command("receive-key")
+@click.argument("wrapped_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_MODULE
+@_TOKEN
+def token_receive_key(wrapped_file: Path, module: str, token_label: str) -> None:
+    """Unwrap a recovered encryption key (the file `govpki kmc release` wrote) inside the USB
+    key that made its transport key; the key never exists in the clear outside a token."""
+    try:
+        wrapped = WrappedKey.from_json(json.loads(wrapped_file.read_text(encoding="utf-8")))
+    except (ValueError, UnicodeDecodeError):
+        raise click.UsageError(f"{wrapped_file} is not a wrapped key file (JSON from "
+                               "`govpki kmc release`)") from None
+    pin = _secret("GOVPKI_TOKEN_PIN", "USB key PIN")
+    with open_token(module, token_label, pin) as usb:
+        key = unwrap_into_token(usb, wrapped)
+    click.echo(f"encryption key recovered onto token {token_label} as id:{key.id_hex}")
 
 
 @token_group.command("sign-challenge")

@@ -9,11 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ca.revocation import status_of
-from hsm.key_transport import WrappedKey
-from hsm.kmc_unwrap import create_transport_key, unwrap_into_token
 from kmc import cli
 from kmc.errors import Forbidden, InvalidTransition, KmcAlreadyInitialised, TwoPersonRuleViolation
 from kmc.provider import KmcEncryptionProvider
@@ -61,11 +58,10 @@ def test_recover_user_through_the_cli(run, kmc_file_pki, new_usb, tmp_path) -> N
     assert isinstance(run(clerk.username, "init").exception, KmcAlreadyInitialised)
 
     usb = new_usb()
-    with usb.open() as token:
-        transport = create_transport_key(token)
     key_file = tmp_path / "transport.pem"
-    key_file.write_bytes(transport.public_key.public_bytes(Encoding.PEM,
-                                                           PublicFormat.SubjectPublicKeyInfo))
+    made = _official_side("transport-key", usb, "--out", str(key_file))
+    assert made.exit_code == 0, made.output
+    assert b"BEGIN PUBLIC KEY" in key_file.read_bytes()
     submitted = run(clerk.username, "recover-user", "--certificate", encryption.serial,
                     "--ca", encryption.ca, "--transport-key", str(key_file),
                     "--reason", "USB key broken")
@@ -83,10 +79,24 @@ def test_recover_user_through_the_cli(run, kmc_file_pki, new_usb, tmp_path) -> N
     released = run(clerk.username, "release", recovery_id, "--out", str(out))
     assert released.exit_code == 0, released.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    wrapped = WrappedKey.from_json(json.loads(out.read_text()))
+    assert "wrapped_key" in json.loads(out.read_text())
 
     cert = status_of(pki.ctx, encryption.serial, encryption.ca).certificate()
     envelope = openssl_encrypt(cert, b"old minutes", tmp_path)
+    received = _official_side("receive-key", usb, str(out))
+    assert received.exit_code == 0, received.output
+    key_ref = received.output.strip().split()[-1]
     with usb.open() as token:
-        key = unwrap_into_token(token, wrapped)
-        assert decrypt_on_token(token, f"id:{key.id_hex}", envelope) == b"old minutes"
+        assert decrypt_on_token(token, key_ref, envelope) == b"old minutes"
+    again = _official_side("receive-key", usb, str(out))  # the transport key is gone now
+    assert again.exit_code != 0 and "Traceback" not in again.output
+
+
+def _official_side(command: str, usb, *args: str):
+    """`govpki token ...` on the official's (or recovery officer's) machine."""
+    from hsm.token_cli import token_group
+    from tests.kmc.conftest import USB_PIN
+
+    return CliRunner().invoke(token_group, [command, *args, "--module", usb.module,
+                                            "--token", usb.label],
+                              env={"GOVPKI_TOKEN_PIN": USB_PIN})

@@ -201,10 +201,10 @@ def redeem_enrollment_code(ctx: CaContext, code: str, csr: bytes, *, client: str
     return record
 
 
-def enrollment_status(ctx: CaContext, code: str, request_id: int, *, client: str = ""
-                      ) -> EnrollmentStatus:
-    """The outcome of the request this code opened (and nothing else)."""
-    action = "ra.enrollment.status"
+def _request_of_code(ctx: CaContext, code: str, request_id: int, client: str, action: str
+                     ) -> tuple[models.EnrollmentCode, RequestRecord]:
+    """The request ``code`` opened, if it is ``request_id`` and still within POLL_DAYS of
+    redemption; any other request is refused (and audited) whatever it is."""
     row = _find(ctx, code, client, action)
     if row.request_id != request_id or row.used_at is None \
             or utcnow() - row.used_at > dt.timedelta(days=POLL_DAYS):
@@ -212,7 +212,14 @@ def enrollment_status(ctx: CaContext, code: str, request_id: int, *, client: str
                                 f"{request_id}")
         _refuse(ctx, row, action, client, exc)
         raise exc
-    record = get_request_unchecked(ctx, request_id)
+    return row, get_request_unchecked(ctx, request_id)
+
+
+def enrollment_status(ctx: CaContext, code: str, request_id: int, *, client: str = ""
+                      ) -> EnrollmentStatus:
+    """The outcome of the request this code opened (and nothing else)."""
+    action = "ra.enrollment.status"
+    _row, record = _request_of_code(ctx, code, request_id, client, action)
     cert_pem: str | None = None
     chain: tuple[str, ...] = ()
     message = {"submitted": "waiting for an RA operator's approval",
@@ -225,7 +232,6 @@ def enrollment_status(ctx: CaContext, code: str, request_id: int, *, client: str
             cert = find_certificate(session, signing.serial, signing.ca)
             chain_ders = chain_der(session, signing.ca)
         cert_pem = cert.certificate().public_bytes(Encoding.PEM).decode()
-
         chain = tuple(x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode()
                       for d in chain_ders)
     return EnrollmentStatus(record.id, record.state, cert_pem, chain, message,
@@ -237,14 +243,7 @@ def deliver_encryption_key(ctx: CaContext, code: str, request_id: int,
     """Release the encryption key escrowed for the request this code opened, wrapped to the
     transport key the USB key generated (the KMC's delivery, installed by govpki)."""
     action = "ra.enrollment.encryption-key"
-    row = _find(ctx, code, client, action)
-    if row.request_id != request_id or row.used_at is None \
-            or utcnow() - row.used_at > dt.timedelta(days=POLL_DAYS):
-        exc = EnrollmentRefused(f"this enrollment code does not give access to request "
-                                f"{request_id}")
-        _refuse(ctx, row, action, client, exc)
-        raise exc
-    record = get_request_unchecked(ctx, request_id)
+    row, record = _request_of_code(ctx, code, request_id, client, action)
     if record.state != "issued" or record.encryption_status != "escrowed":
         raise InvalidTransition(f"request {request_id} has no escrowed encryption key to "
                                 f"deliver (state {record.state}, encryption "

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -32,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hsm.algorithms import algorithm
 from hsm.errors import HsmError, KeyNotFound
-from hsm.ra_client import MAX_REPLY, RaRefused, RaUnreachable, _json
+from hsm.ra_client import RaUnreachable, call_json
 from hsm.token import TokenKey, UsbToken
 
 LOGIN_LABEL: Final = "govpki-login-v1"
@@ -147,19 +145,5 @@ class ChallengeClient:
             "signature": base64.b64encode(signature).decode("ascii")})
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(  # noqa: S310 (http/https checked by origin_of)
-            self.base_url + path, data=json.dumps(body).encode(), method="POST",
-            headers={"Accept": "application/json, application/problem+json",
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return _json(response.read(MAX_REPLY + 1), self.base_url)
-        except urllib.error.HTTPError as exc:
-            problem = _json(exc.read(MAX_REPLY + 1), self.base_url, strict=False)
-            detail = str(problem.get("detail") or exc.reason or f"HTTP {exc.code}")
-            raise RaRefused(f"the provider refused: {detail}", status=exc.code,
-                            problem=str(problem.get("type", ""))) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RaUnreachable(f"cannot reach the provider at {self.base_url}: "
-                                f"{reason}") from None
+        return call_json("POST", self.base_url + path, json.dumps(body).encode(),
+                         timeout=self.timeout, peer="the provider")

@@ -68,23 +68,8 @@ class RaEnrollmentClient:
                           body.encode())
 
     def _call(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
-        # The scheme was checked in __init__ (http/https only).
-        request = urllib.request.Request(  # noqa: S310
-            self.base_url + path, data=body, method=method,
-            headers={"Accept": "application/json, application/problem+json",
-                     "Content-Type": "application/json",
-                     "Authorization": f"Enrollment {self._code}"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return _json(response.read(MAX_REPLY + 1), self.base_url)
-        except urllib.error.HTTPError as exc:
-            problem = _json(exc.read(MAX_REPLY + 1), self.base_url, strict=False)
-            detail = str(problem.get("detail") or exc.reason or f"HTTP {exc.code}")
-            raise RaRefused(f"the RA refused: {detail}", status=exc.code,
-                            problem=str(problem.get("type", ""))) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RaUnreachable(f"cannot reach the RA at {self.base_url}: {reason}") from None
+        return call_json(method, self.base_url + path, body, timeout=self.timeout,
+                         headers={"Authorization": f"Enrollment {self._code}"}, peer="the RA")
 
     @staticmethod
     def _reply(data: dict[str, Any]) -> EnrollmentReply:
@@ -101,6 +86,28 @@ class RaEnrollmentClient:
         except (KeyError, TypeError, ValueError):
             raise RaUnreachable("the RA's answer lacks request_id/state: is the address "
                                 "that of a govpki RA?") from None
+
+
+def call_json(method: str, url: str, body: bytes | None, *, timeout: float,
+              headers: dict[str, str] | None = None, peer: str = "the RA") -> dict[str, Any]:
+    """One JSON call to a govpki service (http/https only: callers check the scheme); a
+    problem body becomes RaRefused with its ``detail``, anything else RaUnreachable."""
+    request = urllib.request.Request(  # noqa: S310 (the scheme was checked by the caller)
+        url, data=body, method=method,
+        headers={"Accept": "application/json, application/problem+json",
+                 "Content-Type": "application/json", **(headers or {})})
+    base = url.split("/api/", 1)[0]
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return _json(response.read(MAX_REPLY + 1), base)
+    except urllib.error.HTTPError as exc:
+        problem = _json(exc.read(MAX_REPLY + 1), base, strict=False)
+        detail = str(problem.get("detail") or exc.reason or f"HTTP {exc.code}")
+        raise RaRefused(f"{peer} refused: {detail}", status=exc.code,
+                        problem=str(problem.get("type", ""))) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RaUnreachable(f"cannot reach {peer} at {base}: {reason}") from None
 
 
 def _json(raw: bytes, where: str, *, strict: bool = True) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +148,12 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def ab(url: str, request: Path, n: int, concurrency: int, attempts: int = 3
-       ) -> dict[str, float]:
-    """One ab run; a run that ab itself aborts (seen rarely against openssl's single-threaded
-    responder: a reset connection ends ab with status 119) is repeated whole, never patched."""
+def ab(url: str, request: Path, n: int, concurrency: int, attempts: int = 3,
+       before_retry: Callable[[], None] | None = None) -> dict[str, float]:
+    """One ab run; a run that ab itself aborts (seen against openssl's single-threaded
+    responder: a reset connection ends ab with status 119, or the responder wedges on one
+    connection and ab times out) is repeated whole, never patched; ``before_retry`` restarts
+    the peer first, since a wedged openssl responder stays wedged."""
     argv = ["ab", "-q", "-r", "-s", "10", "-n", str(n), "-c", str(concurrency), "-p",
             str(request), "-T", "application/ocsp-request", url]
     for attempt in range(attempts):
@@ -159,6 +162,8 @@ def ab(url: str, request: Path, n: int, concurrency: int, attempts: int = 3
             break
         print(f"ab exited {result.returncode} against {url} (attempt {attempt + 1}): "
               f"{result.stderr.strip()[-200:]}", file=sys.stderr)
+        if before_retry is not None and attempt + 1 < attempts:
+            before_retry()
     else:
         raise RuntimeError(f"ab failed {attempts} times against {url}")
     out = result.stdout
@@ -190,36 +195,54 @@ def run(smoke: bool) -> dict[str, object]:
              "--blocking-threads", "1", "--http", "1",
              "--working-dir", str(ROOT), "bench.ocsp:make_app"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        peer = subprocess.Popen(
-            ["openssl", "ocsp", "-index", str(files["index"]), "-port", str(peer_port),
-             "-rsigner", str(files["signer"]), "-rkey", str(files["key"]), "-CA",
-             str(files["issuer"]), "-ndays", "1", "-nrequest", str(4 * n + 100)],
-            stdout=(home / "peer.log").open("wb"), stderr=subprocess.STDOUT)
+        peer_log = home / "peer.log"
+
+        def start_peer() -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                ["openssl", "ocsp", "-index", str(files["index"]), "-port", str(peer_port),
+                 "-rsigner", str(files["signer"]), "-rkey", str(files["key"]), "-CA",
+                 str(files["issuer"]), "-ndays", "1", "-nrequest", str(4 * n + 100)],
+                stdout=peer_log.open("wb"), stderr=subprocess.STDOUT)
+            # Never probe openssl's responder with a bare connect: it hangs for good on a
+            # client that sends nothing (DESIGN.md, Pitfalls). Wait for its "ACCEPT" line.
+            deadline = time.monotonic() + 20
+            while b"ACCEPT" not in peer_log.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("openssl ocsp did not start: "
+                                       + peer_log.read_text(errors="replace"))
+                time.sleep(0.05)
+            return proc
+
+        peers: list[subprocess.Popen[bytes]] = []
+
+        def restart_peer() -> None:
+            _stop(peers[-1])
+            peers.append(start_peer())
+
         try:
             _wait_port(ours_port)
-            # Never probe openssl's responder with a bare connect: it hangs for good on a client
-            # that sends nothing (DESIGN.md, Pitfalls). Wait for its own "ACCEPT" line instead.
-            deadline = time.monotonic() + 20
-            while b"ACCEPT" not in (home / "peer.log").read_bytes():
-                if peer.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("openssl ocsp did not start: "
-                                       + (home / "peer.log").read_text(errors="replace"))
-                time.sleep(0.05)
+            peers.append(start_peer())
             for case, req in reqs.items():
                 ab(f"http://127.0.0.1:{ours_port}/ocsp", req, min(n, 200), concurrency)  # warm
                 ours = ab(f"http://127.0.0.1:{ours_port}/ocsp", req, n, concurrency)
-                theirs = ab(f"http://127.0.0.1:{peer_port}/", req, n, concurrency)
+                theirs = ab(f"http://127.0.0.1:{peer_port}/", req, n, concurrency,
+                            attempts=4, before_retry=restart_peer)
                 results[case] = {"govpki_granian": ours, "openssl_ocsp": theirs,
                                  "ratio": round(ours["requests_per_s"]
                                                 / theirs["requests_per_s"], 2)}
         finally:
-            for proc in (granian, peer):
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            for proc in (granian, *peers):
+                _stop(proc)
     return results
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _in_namespace(argv: list[str]) -> bool:

@@ -32,6 +32,7 @@ bench-smoke: setup
 	$(BIN)/python bench/crl.py --smoke > /dev/null
 	$(BIN)/python bench/ocsp.py --smoke > /dev/null
 	$(BIN)/python bench/kmc.py --smoke > /dev/null
+	$(BIN)/python bench/signing.py --smoke > /dev/null
 	$(BIN)/python bench/ra.py --smoke > /dev/null
 	$(BIN)/python bench/sso.py --smoke > /dev/null
 

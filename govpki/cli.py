@@ -23,6 +23,8 @@ from kmc.cli import kmc_group_with
 from ocsp.cli import ocsp_group
 from ra.cli import ra_group
 from ra.operators import resolve_actor as resolve_ra_operator
+from signing.cms_cli import sign_file_command, verify_file_command
+from signing.pdf_cli import sign_group, verify_group
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -66,6 +68,11 @@ cli.add_command(ra_group)
 cli.add_command(token_group)
 cli.add_command(kmc_group_with(resolve_ra_operator))
 cli.add_command(sso_group)
+# `govpki sign pdf|file`, `govpki verify pdf|file` (signing/: PAdES and CMS)
+sign_group.add_command(sign_file_command)
+verify_group.add_command(verify_file_command)
+cli.add_command(sign_group)
+cli.add_command(verify_group)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:

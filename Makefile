@@ -31,8 +31,8 @@ bench-smoke: setup
 	$(BIN)/python bench/issuance.py --smoke > /dev/null
 	$(BIN)/python bench/crl.py --smoke > /dev/null
 	$(BIN)/python bench/ocsp.py --smoke > /dev/null
-	$(BIN)/python bench/kmc.py --smoke > /dev/null
 	$(BIN)/python bench/signing.py --smoke > /dev/null
+	$(BIN)/python bench/kmc.py --smoke > /dev/null
 	$(BIN)/python bench/ra.py --smoke > /dev/null
 	$(BIN)/python bench/sso.py --smoke > /dev/null
 

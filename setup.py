@@ -36,6 +36,7 @@ setup(
         "pkilint>=0.13",
         "psycopg[binary]>=3.2",
         "granian>=2.5",
+        "prometheus-client>=0.20",  # /metrics (govpki/metrics.py), multiprocess mode under granian
     ],
     extras_require={
         "test": [

@@ -16,6 +16,7 @@ from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_cerem
 from ca.context import CaContext
 from ca.crl_cli import crl_group
 from core.errors import GovpkiError
+from govpki.backup import backup_cmd, restore_cmd
 from govpki.kmc_wiring import install_kmc
 from govpki.migrations import all_version_locations
 from hsm.token_cli import token_group
@@ -73,6 +74,8 @@ sign_group.add_command(sign_file_command)
 verify_group.add_command(verify_file_command)
 cli.add_command(sign_group)
 cli.add_command(verify_group)
+cli.add_command(backup_cmd)
+cli.add_command(restore_cmd)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
@@ -221,6 +224,9 @@ def serve_cmd(host: str | None, port: int | None, workers: int, threads: int | N
     require_initialised(config)  # fail here, in one line, not in every worker
     if only:
         os.environ["GOVPKI_SERVE_ONLY"] = only  # read by create_app in each worker
+    from govpki.metrics import prepare_multiprocess
+
+    prepare_multiprocess(config.home)  # workers' metrics add up (govpki/metrics.py)
     Granian(
         "govpki.wsgi:create_app", factory=True, interface=Interfaces.WSGI,
         address=host or config.listen_host, port=port or config.listen_port,

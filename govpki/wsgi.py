@@ -102,7 +102,10 @@ def create_app(config: Config | None = None, only: str | None = None,
 
     ``ctx`` lets a caller that already holds an open context (tests, an embedding process)
     serve it; otherwise one is opened from ``config`` (GOVPKI_HOME by default)."""
+    from govpki.health import Probe, ReadinessApp
     from govpki.kmc_wiring import install_kmc
+    from govpki.logging import RequestIdMiddleware, access_mode, configure_logging
+    from govpki.metrics import MetricsApp, OcspMetrics, count_readiness_failures
     from govpki.scheduler import start_scheduler
     from ocsp.wsgi import create_ocsp_app
     from signing.config import tsa_config_from
@@ -111,6 +114,7 @@ def create_app(config: Config | None = None, only: str | None = None,
     only = only or os.environ.get("GOVPKI_SERVE_ONLY") or None
     if only is not None and only not in SERVICES:
         raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
+    configure_logging()  # JSON lines on stderr, unless logging is configured already
     install_kmc()
     if ctx is None:
         ctx = CaContext.open(config or load_config())
@@ -118,8 +122,11 @@ def create_app(config: Config | None = None, only: str | None = None,
     flask_app = _flask_app(ctx, with_ca=only in (None, "ca"))
     routes: dict[str, Any] = {}
     if only in (None, "ocsp"):
-        routes["/ocsp"] = create_ocsp_app(ctx)
+        routes["/ocsp"] = OcspMetrics(create_ocsp_app(ctx))
     if only in (None, "tsa"):
         routes["/tsa"] = create_tsa_app(ctx, tsa_config_from(config.sections))
+    probe = Probe(ctx)
+    routes["/readyz"] = ReadinessApp(probe, on_failure=count_readiness_failures)
+    routes["/metrics"] = MetricsApp(ctx, probe)
     start_scheduler(ctx, crl=only in (None, "ca"), ocsp=only in (None, "ocsp"))
-    return PrefixRouter(flask_app, routes)
+    return RequestIdMiddleware(PrefixRouter(flask_app, routes), access=access_mode(only))

@@ -13,6 +13,7 @@ queries (reads no service offers), and one module of views per area.
 from ra.web import (  # noqa: F401 (importing a view module registers its routes)
     auth_views,
     certificate_views,
+    expiring_views,
     official_views,
     pages,
     request_views,

@@ -83,6 +83,7 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
                      "or ask a security administrator."),
     "login.expired": ("会话已超时，请重新登录。", "Your session has expired. Please log in again."),
     "login.bye": ("您已安全退出。", "You have logged out."),
+    "dashboard.expiring.by_org": ("按单位查看", "by organisation"),
     "login.sso": ("统一身份认证登录（USB Key）", "Single sign-on (USB key)"),
     "login.sso_or_password": ("或使用口令和动态口令登录：",
                               "or log in with password and one-time code:"),

@@ -49,7 +49,7 @@ from hsm.enroll import Enrollment
 from hsm.errors import HsmError, KeyExists, KeyNotFound, UnsupportedMechanism
 from hsm.key_transport import InvalidWrappedKey, WrappedKey, spki_der, spki_sha256
 from hsm.pkcs11_lock import PKCS11_LOCK
-from hsm.pkcs11_store import _find_token, _load_module
+from hsm.pkcs11_store import find_token, load_module
 from hsm.token import TokenKey, UsbToken
 
 __all__ = [
@@ -96,9 +96,9 @@ def _session(usb: UsbToken) -> Iterator[Any]:
     this session is logged in too (DESIGN.md, Pitfalls); it is closed on exit."""
     if usb.closed:
         raise HsmError(f"the session on token {usb.token_label!r} is closed")
-    lib = _load_module(usb.module_path)
+    lib = load_module(usb.module_path)
     with PKCS11_LOCK:
-        token = _find_token(lib, usb.module_path, usb.token_label)
+        token = find_token(lib, usb.module_path, usb.token_label)
         try:
             session = token.open(rw=True)
         except p11e.PKCS11Error as exc:
@@ -199,9 +199,9 @@ def _transport_private(session: Any, usb: UsbToken, sha256: str) -> Any:
 
 def _kwp_mechanism(usb: UsbToken) -> Any:
     """RFC 5649 unwrap: CKM_AES_KEY_WRAP_KWP where offered, else CKM_AES_KEY_WRAP_PAD."""
-    lib = _load_module(usb.module_path)
+    lib = load_module(usb.module_path)
     with PKCS11_LOCK:
-        mechanisms = {int(m) for m in _find_token(lib, usb.module_path,
+        mechanisms = {int(m) for m in find_token(lib, usb.module_path,
                                                   usb.token_label).slot.get_mechanisms()}
     if int(Mechanism.AES_KEY_WRAP_KWP) in mechanisms:  # PKCS#11 v3.0's number for RFC 5649
         return Mechanism.AES_KEY_WRAP_KWP

@@ -128,7 +128,9 @@ def is_module_loaded(module_path: str) -> bool:
         return os.path.realpath(module_path) in _MODULES
 
 
-def _load_module(module_path: str) -> Any:
+def load_module(module_path: str) -> Any:
+    """The module loaded and initialised once per process (by real path): a second
+    C_Initialize would fail, and every store, USB-key tool and unwrap shares this one."""
     key = os.path.realpath(module_path)
     with PKCS11_LOCK:
         lib = _MODULES.get(key)
@@ -149,7 +151,8 @@ def _load_module(module_path: str) -> Any:
         return lib
 
 
-def _find_token(lib: Any, module_path: str, label: str) -> Any:
+def find_token(lib: Any, module_path: str, label: str) -> Any:
+    """The token labelled ``label``, or TokenNotFound naming the labels present."""
     with PKCS11_LOCK:
         try:
             tokens = list(lib.get_tokens())
@@ -249,8 +252,8 @@ class Pkcs11KeyStore:
         self.module_path = module_path
         self.token_label = token_label
         self._module_key = os.path.realpath(module_path)
-        self._lib = _load_module(module_path)
-        self._token = _find_token(self._lib, module_path, token_label)
+        self._lib = load_module(module_path)
+        self._token = find_token(self._lib, module_path, token_label)
         if pin is None:
             pin = os.environ.get(pin_env)
             if not pin:

@@ -73,7 +73,7 @@ from hsm.errors import (
     WrongPin,
 )
 from hsm.pkcs11_lock import PKCS11_LOCK
-from hsm.pkcs11_store import Pkcs11KeyStore, Pkcs11Signer, _find_token, _load_module
+from hsm.pkcs11_store import Pkcs11KeyStore, Pkcs11Signer, find_token, load_module
 from hsm.pkcs11_uri import Pkcs11Uri
 from hsm.token_cryptoki import CKR_OK, CKR_USER_ALREADY_LOGGED_IN, ckr_name, cryptoki
 from hsm.token_ref import (
@@ -251,7 +251,7 @@ class TokenSummary:
 
 def list_tokens(module_path: str) -> list[TokenSummary]:
     """The initialised tokens a module offers (no PIN needed): to let the official pick one."""
-    lib = _load_module(module_path)
+    lib = load_module(module_path)
     with PKCS11_LOCK:
         try:
             tokens = list(lib.get_tokens())
@@ -361,8 +361,8 @@ class UsbToken:
     def _open(cls, module_path: str, token_label: str, pin: str) -> UsbToken:
         if not isinstance(pin, str) or not pin:
             raise MissingSecret(f"no user PIN was given for token {token_label!r}")
-        lib = _load_module(module_path)
-        token = _find_token(lib, module_path, token_label)
+        lib = load_module(module_path)
+        token = find_token(lib, module_path, token_label)
         with PKCS11_LOCK:  # nobody logs in or out between the check and the store's login
             _check_pin(module_path, token, pin)
             store = Pkcs11KeyStore(module_path, token_label, pin=pin)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from ca.context import CaContext
 from core import audit
@@ -28,7 +29,7 @@ from core.db import transaction, utcnow
 from ra import models
 from ra.config import RaConfig
 from ra.credentials import PasswordTotpLogin
-from ra.operators import get_operator
+from ra.operators import load_operator
 from ra.records import Operator
 
 LANGUAGES = ("zh", "en")
@@ -113,12 +114,10 @@ def resume_session(ctx: CaContext, token: str, *, config: RaConfig) -> WebSessio
         # Touch at most once a minute: every page view need not be a write.
         if now - row.last_seen > dt.timedelta(seconds=60):
             row.last_seen = now
-        username = operator_row.username
-        result = (row.token_hash, row.method, row.acr, row.csrf_token, row.created_at,
-                  row.last_seen, row.lang)
-    operator = get_operator(ctx.sessions, username)
-    return WebSession(result[0], operator, result[1], result[2], result[3], result[4],
-                      result[5], result[6])
+        operator = load_operator(session, operator_row.id)
+        assert operator is not None
+        return WebSession(row.token_hash, operator, row.method, row.acr, row.csrf_token,
+                          row.created_at, row.last_seen, row.lang)
 
 
 def end_session(ctx: CaContext, token: str) -> None:
@@ -144,6 +143,18 @@ def end_sessions_of(ctx: CaContext, operator_id: int) -> int:
             models.WebSession.operator_id == operator_id,
             models.WebSession.ended_at.is_(None)).values(ended_at=utcnow()))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def end_sessions_by_hash(session: Session, token_hashes: Sequence[str]) -> int:
+    """End the sessions named by the SHA-256 of their cookies, inside the caller's
+    transaction: what a relying party of single sign-on keeps (it never holds the cookie),
+    for back-channel logout."""
+    if not token_hashes:
+        return 0
+    result = session.execute(update(models.WebSession).where(
+        models.WebSession.token_hash.in_(list(token_hashes)),
+        models.WebSession.ended_at.is_(None)).values(ended_at=utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def set_session_lang(ctx: CaContext, token: str, lang: str) -> None:

@@ -60,6 +60,13 @@ def load_operator(session: Session, operator_id: int) -> Operator | None:
     return None if row is None else _record(session, row)
 
 
+def active_usernames_for_official(session: Session, official_id: int) -> list[str]:
+    """The active accounts linked to an official's record (certificate login maps a
+    certificate to its official, then to the one account it may open)."""
+    return list(session.scalars(select(models.Operator.username).where(
+        models.Operator.official_id == official_id, models.Operator.active.is_(True))))
+
+
 def get_operator(sessions: sessionmaker[Session], username: str) -> Operator:
     """The operator as authorisation sees it (active roles; pending ones listed apart)."""
     with transaction(sessions) as session:

@@ -63,8 +63,8 @@ from core.db import transaction, utcnow
 from hsm.algorithms import algorithm, key_type_of
 from hsm.challenge import LOGIN_LABEL, is_client_auth, login_signed_data
 from hsm.errors import HsmError
-from ra import models as ra_models
-from ra.operators import get_operator
+from ra.errors import NotFound
+from ra.operators import active_usernames_for_official, get_operator, load_operator
 from ra.records import Operator
 
 ACR_CERTIFICATE: Final = "urn:govpki:acr:certificate"
@@ -239,13 +239,6 @@ def _refuse(ctx: CaContext, reason: str, message: str, *, client: str,
     return kind(message, reason=reason)
 
 
-def _operator_for_official(session: Session, official_id: int) -> list[str]:
-    """Usernames of the active RA accounts linked to an official (ra offers no such query
-    yet: read-only, on ra's own table)."""
-    return list(session.scalars(select(ra_models.Operator.username).where(
-        ra_models.Operator.official_id == official_id, ra_models.Operator.active.is_(True))))
-
-
 def verify_login_certificate(ctx: CaContext, config: SsoConfig, cert: x509.Certificate, *,
                              client: str, method: str, now: dt.datetime | None = None
                              ) -> LoginResult:
@@ -285,7 +278,7 @@ def verify_login_certificate(ctx: CaContext, config: SsoConfig, cert: x509.Certi
                     Encoding.DER):
                 match = _SUBSCRIBER.match(record.subscriber_ref or "")
                 if match is not None:
-                    usernames = _operator_for_official(session, int(match.group(1)))
+                    usernames = active_usernames_for_official(session, int(match.group(1)))
             else:
                 foreign = True
     if foreign or issuer is None:
@@ -563,10 +556,11 @@ class SignedChallengeLogin:
             reason = "replayed" if state == "used" else "unknown"
             raise _challenge_refusal(ctx, reason, client=client,
                                      challenge=challenge_id or None)
+        assert operator_id is not None  # ``ok`` checked it
         with transaction(ctx.sessions) as session:
-            username = session.scalar(select(ra_models.Operator.username).where(
-                ra_models.Operator.id == operator_id))
-        operator = get_operator(ctx.sessions, username or "")
+            operator = load_operator(session, operator_id)
+        if operator is None:
+            raise NotFound(f"no operator {operator_id}")
         if not operator.active:
             raise _challenge_refusal(ctx, "refused", client=client, challenge=challenge_id)
         return LoginResult(operator, self.name, self.acr, cert_ca, serial)

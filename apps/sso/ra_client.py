@@ -36,7 +36,7 @@ from typing import Any, Final
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 from flask import Blueprint, redirect, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select, update
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from apps.sso import clients, models
@@ -46,8 +46,7 @@ from apps.sso.views import ca_context, error_page, provider, sso_config
 from ca.context import CaContext
 from core import audit
 from core.db import transaction, utcnow
-from ra import models as ra_models
-from ra.authn import start_session
+from ra.authn import end_sessions_by_hash, start_session
 from ra.config import ra_config_from
 from ra.errors import AuthenticationFailed, NotFound
 from ra.operators import get_operator
@@ -252,18 +251,10 @@ def ra_backchannel_logout() -> Response:
         response.headers["Cache-Control"] = "no-store"
         return response
     ctx = ca_context()
-    now = utcnow()
     with transaction(ctx.sessions) as session:
         hashes = list(session.scalars(select(models.RaClientSession.ra_token_hash).where(
             models.RaClientSession.sid == str(claims.get("sid", "")))))
-        ended = 0
-        if hashes:
-            # ra.authn ends sessions by cookie value only; the hash is all a relying party
-            # may keep, so the row is ended here (docs/sso.md: ra.authn.end_session_by_hash).
-            result = session.execute(update(ra_models.WebSession).where(
-                ra_models.WebSession.token_hash.in_(hashes),
-                ra_models.WebSession.ended_at.is_(None)).values(ended_at=now))
-            ended = int(getattr(result, "rowcount", 0) or 0)
+        ended = end_sessions_by_hash(session, hashes)
         audit.record_event(session, actor=str(claims.get("sub") or "unknown"),
                            action="ra.logout", object_type="operator",
                            object_id=str(claims.get("sub") or ""), outcome="success",

@@ -51,6 +51,8 @@ class Enrollment:
     reply: EnrollmentReply | None = None
     certificate: x509.Certificate | None = None
     notes: list[str] = field(default_factory=list)
+    #: Why the steps are being undone (set by run_steps before any undo runs).
+    failure: BaseException | None = None
 
 
 class EnrollmentStep(Protocol):
@@ -86,7 +88,10 @@ class UseExistingKey:
         state.key = state.token.find_key(self.reference)
 
     def undo(self, state: Enrollment) -> None:
-        """A rejection found on resume still removes the unused key; other failures keep it."""
+        """A rejection found on resume still removes the unused key; other failures keep it
+        (the official may resume again)."""
+        if isinstance(state.failure, EnrollmentRejected) and state.key is not None:
+            state.token.delete_key(state.key)
 
 
 class SubmitRequest:
@@ -186,8 +191,8 @@ def default_steps(*, wait_seconds: float, poll_seconds: float = 3.0,
 
 def run_steps(steps: Sequence[EnrollmentStep], state: Enrollment,
               progress: Callable[[str], None] = lambda _: None) -> Enrollment:
-    """Run the steps; on failure undo the finished ones in reverse and re-raise. A pending
-    decision undoes nothing; a rejection found on resume removes the unused key too."""
+    """Run the steps; on failure undo the finished ones in reverse (each sees
+    ``state.failure``) and re-raise. A pending decision undoes nothing."""
     done: list[EnrollmentStep] = []
     for step in steps:
         progress(step.name)
@@ -196,9 +201,7 @@ def run_steps(steps: Sequence[EnrollmentStep], state: Enrollment,
         except EnrollmentPending:
             raise
         except BaseException as exc:
-            if isinstance(exc, EnrollmentRejected) and state.key is not None and not any(
-                    isinstance(s, GenerateSigningKey) for s in done):
-                state.token.delete_key(state.key)
+            state.failure = exc
             for finished in reversed(done):
                 try:
                     finished.undo(state)

@@ -82,20 +82,28 @@ def _requests(pki) -> int:
         return session.scalar(select(func.count()).select_from(models.Request)) or 0
 
 
-def _approve_when_submitted(pki, approver, official) -> threading.Thread:
+def _when_submitted(pki, operator, official, act) -> threading.Thread:
+    """In the background, as an RA operator would: once the official's request shows up in
+    the queue, ``act(request_id)`` on it."""
     def work() -> None:
         for _ in range(300):
-            page = requests.list_requests(pki.ctx, approver, state="submitted",
+            page = requests.list_requests(pki.ctx, operator, state="submitted",
                                           org_code=official.organisation.code)
             mine = [r for r in page.items if r.official.id == official.id]
             if mine:
-                requests.approve(pki.ctx, approver, mine[0].id, "核对无误")
-                requests.execute(pki.ctx, approver, mine[0].id)
+                act(mine[0].id)
                 return
             time.sleep(0.1)
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread
+
+
+def _approve_when_submitted(pki, approver, official) -> threading.Thread:
+    def approve(request_id: int) -> None:
+        requests.approve(pki.ctx, approver, request_id, "核对无误")
+        requests.execute(pki.ctx, approver, request_id)
+    return _when_submitted(pki, approver, official, approve)
 
 
 def test_enroll_writes_key_certificate_and_chain_and_openssl_verifies(
@@ -179,6 +187,24 @@ def test_pending_then_resume_and_renew_replaces_the_key(ra_file_pki_module, ra_u
     assert len(keys) == 1 and keys[0].id_hex != first_key
 
 
+def test_rejection_found_on_resume_removes_the_waiting_key(ra_file_pki_module, ra_url, usb
+                                                            ) -> None:
+    pki = ra_file_pki_module
+    clerk, approver, official = _people(pki)
+    code, _ = enrollment.create_enrollment_code(pki.ctx, clerk, official.identifier)
+    pending = _token(ra_url, usb, "enroll", "--wait", "0", code=code)
+    assert pending.exit_code == 75, pending.output
+    found = re.search(r"--resume (\d+) --key (id:[0-9a-f]+)", pending.output)
+    assert found, pending.output
+    assert any(o.kind == "private-key" for o in _objects(usb))  # kept while waiting
+    requests.reject(pki.ctx, approver, int(found.group(1)), "单位信息有误")
+    resumed = _token(ra_url, usb, "enroll", "--resume", found.group(1), "--key", found.group(2),
+                     "--wait", "5", code=code)
+    assert resumed.exit_code == 1 and "rejected: 单位信息有误" in resumed.output
+    assert [o for o in _objects(usb) if o.kind != "certificate" or o.category != "authority"] \
+        == []
+
+
 @pytest.mark.parametrize("case", ["wrong-pin", "used-code", "expired-code", "rejected",
                                   "no-room", "unknown-code"])
 def test_refusals_leave_nothing_behind(ra_file_pki_module, ra_url, usb, case: str) -> None:
@@ -208,17 +234,8 @@ def test_refusals_leave_nothing_behind(ra_file_pki_module, ra_url, usb, case: st
         subprocess.run(["chattr", "+i", str(directory)], check=True)
     rejecting = None
     if case == "rejected":
-        def reject() -> None:
-            for _ in range(300):
-                page = requests.list_requests(pki.ctx, approver, state="submitted",
-                                              org_code=official.organisation.code)
-                mine = [r for r in page.items if r.official.id == official.id]
-                if mine:
-                    requests.reject(pki.ctx, approver, mine[0].id, "照片不符")
-                    return
-                time.sleep(0.1)
-        rejecting = threading.Thread(target=reject, daemon=True)
-        rejecting.start()
+        rejecting = _when_submitted(pki, approver, official, lambda request_id: requests.reject(
+            pki.ctx, approver, request_id, "照片不符"))
     try:
         result = _token(ra_url, usb, "enroll", "--wait", "60", "--poll", "0.2", code=code,
                         pin=pin)

@@ -34,7 +34,7 @@ from ra import models
 from ra.authz import authorize
 from ra.config import RaConfig
 from ra.errors import AccountLocked, AuthenticationFailed, Forbidden, ValidationError
-from ra.operators import get_operator
+from ra.operators import get_operator, load_operator
 from ra.records import Operator
 from ra.sealing import Sealer
 
@@ -243,7 +243,9 @@ class PasswordTotpLogin:
             if row.totp_last_step >= step:  # a concurrent login used this code first
                 raise AuthenticationFailed(_GENERIC)
             row.totp_last_step, row.failed_logins, row.locked_until = step, 0, None
-        return get_operator(ctx.sessions, username)
+            operator = load_operator(session, op_row.id)
+        assert operator is not None
+        return operator
 
     def _count_failure(self, ctx: CaContext, operator_id: int | None, now: dt.datetime
                        ) -> bool:

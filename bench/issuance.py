@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,9 +196,9 @@ def elapsed(span: tuple[float, float]) -> float:
     return span[1] - span[0]
 
 
-def _limit_worker(args: tuple) -> tuple[float, float]:
-    """Raw pyca parse + build + sign with the full extension set + one pkilint run per cert."""
-    key_type, count, start_at = args
+def _limit_certificates(key_type: str) -> Callable[[], bytes]:
+    """Raw pyca parse + build + sign with the full extension set: one certificate's DER per
+    call, what the linted limit and the lint comparison both work on."""
     issuer_key = (ec.generate_private_key(ec.SECP256R1()) if key_type == "ec-p256"
                   else rsa.generate_private_key(65537, 2048))
     issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Limit CA")])
@@ -207,7 +208,7 @@ def _limit_worker(args: tuple) -> tuple[float, float]:
                           ("O", "青海省人民政府办公厅"), ("OU", "办公室"), ("CN", "张三")])
     issuer_ski = x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key()).digest
 
-    def one() -> None:
+    def one() -> bytes:
         csr = x509.load_pem_x509_csr(csr_data)
         assert csr.is_signature_valid
         pub = csr.public_key()
@@ -218,15 +219,55 @@ def _limit_worker(args: tuple) -> tuple[float, float]:
                    .not_valid_after(now + dt.timedelta(days=730)))
         for ext, critical in extensions_for(plan, pub, issuer_ski):
             builder = builder.add_extension(ext, critical)
-        cert = builder.sign(issuer_key, hashes.SHA256())
-        lint_certificate(cert.public_bytes(serialization.Encoding.DER))
+        return builder.sign(issuer_key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER)
 
-    one()
+    return one
+
+
+def _limit_worker(args: tuple) -> tuple[float, float]:
+    """Raw pyca parse + build + sign with the full extension set + one pkilint run per cert."""
+    key_type, count, start_at = args
+    make = _limit_certificates(key_type)
+    lint_certificate(make())
     _wait(start_at)
     start = time.time()
     for _ in range(count):
-        one()
+        lint_certificate(make())
     return start, time.time()
+
+
+def lint_rates(count: int) -> tuple[float, float]:
+    """Lints per second of one certificate: ca.lint (pkilint's validators behind a dispatch
+    cache) and pkilint's own traversal of the same validators, with the same findings."""
+    from pkilint import loader
+    from pkilint.pkix import certificate, extension, name
+
+    der = _limit_certificates("ec-p256")()
+    plain = certificate.create_pkix_certificate_validator_container(
+        certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS,
+                                               extension.EXTENSION_MAPPINGS),
+        [certificate.create_issuer_validator_container([]),
+         certificate.create_validity_validator_container(),
+         certificate.create_subject_validator_container([]),
+         certificate.create_extensions_validator_container([]),
+         certificate.create_spki_validator_container([])])
+    doc_loader = loader.RFC5280CertificateDocumentLoader()
+
+    def plain_lint() -> None:
+        plain.validate(doc_loader.load_der_document(der, "tbs").root)
+
+    def ours() -> None:
+        lint_certificate(der)
+
+    rates = []
+    for fn in (ours, plain_lint):
+        fn()
+        start = time.perf_counter()
+        for _ in range(count):
+            fn()
+        rates.append(count / (time.perf_counter() - start))
+    return rates[0], rates[1]
 
 
 def openssl_ca_loop(base: Path, count: int, key_type: str) -> float:
@@ -362,7 +403,10 @@ def main() -> None:
             n = max(3, count // 10)
             rates[f"openssl_ca.{key_type}"] = n / openssl_ca_loop(base, n, key_type)
 
+    rates["lint.govpki"], rates["lint.pkilint_traversal"] = lint_rates(count)
     ratios = results["ratios"]
+    ratios["lint.govpki / lint.pkilint_traversal"] = (rates["lint.govpki"]
+                                                      / rates["lint.pkilint_traversal"])
     for key_type in ("ec-p256", "rsa-2048"):
         for name, value in list(rates.items()):
             if not name.startswith("pipeline.") or key_type not in name:

@@ -82,17 +82,8 @@ def login_certificate(usb: UsbToken, key_ref: str | None = None
                       ) -> tuple[TokenKey, x509.Certificate]:
     """The key and certificate to log in with: ``key_ref`` when given, else the token's
     client-authentication certificate valid longest (a renewed key beside an old one)."""
-    from pkcs11 import Attribute, ObjectClass
-
     candidates: list[tuple[TokenKey, x509.Certificate]] = []
-    # The token's certificate objects, read through the open session (public attributes).
-    for obj in usb._objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
-        value = usb._read(obj, Attribute.VALUE)
-        key_id = bytes(usb._read(obj, Attribute.ID) or b"")
-        try:
-            cert = x509.load_der_x509_certificate(bytes(value or b""))
-        except (ValueError, x509.InvalidVersion):
-            continue
+    for key_id, cert in usb.certificates():
         if not key_id or not is_client_auth(cert):
             continue
         try:

@@ -623,6 +623,19 @@ class UsbToken:
             objects = [self._describe(o) for o in self._objects({})]
         return sorted(objects, key=lambda o: (o.id_hex, _KIND_ORDER.get(o.kind, 9), o.label))
 
+    def certificates(self) -> list[tuple[bytes, x509.Certificate]]:
+        """(CKA_ID, certificate) of every certificate object that parses: what a tool picks
+        a signing or login certificate from. Objects that do not parse are skipped."""
+        out = []
+        for obj in self._objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
+            value = self._read(obj, Attribute.VALUE)
+            key_id = bytes(self._read(obj, Attribute.ID) or b"")
+            try:
+                out.append((key_id, x509.load_der_x509_certificate(bytes(value or b""))))
+            except (ValueError, x509.InvalidVersion):
+                continue
+        return out
+
     def free_space(self) -> TokenSpace:
         """Free and total public/private memory as the token reports it (CK_TOKEN_INFO)."""
         self._session()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -89,6 +90,16 @@ def csr_pem() -> bytes:
     return (x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
             .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def distinct_requests(count: int) -> list[tuple[bytes, str]]:
+    """(CSR, subject) pairs with a key and a name of their own, made before the clock starts.
+
+    Real issuance never sees the same key twice, and ca.lint keeps decoded values per thread
+    (extension values repeat from one certificate to the next, keys and names do not): one CSR
+    for every certificate would let the linter skip work no real request lets it skip.
+    """
+    return [(csr_pem(), SUBJECT.replace("CN=张三", f"CN=张三{i:05d}")) for i in range(count)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,18 +175,18 @@ def _pipeline_worker(args: tuple) -> tuple[float, float]:
     keyring, ks, _uri = keyring_for(Path(home), keys, token)
     config = Config(home=Path(home), database_url=db_url, keystore=ks)
     ctx = CaContext.open(config, keyring=keyring)
-    csr = csr_pem()
-    request = CertificateRequest(ca=ca, profile="official-signing", csr=csr, subject=SUBJECT,
-                                 requested_by="bench")
-    issue_certificate(ctx, request)  # warm caches (lint validator, key, throwaway key)
+    requests = [CertificateRequest(ca=ca, profile="official-signing", csr=csr, subject=subject,
+                                   requested_by="bench")
+                for csr, subject in distinct_requests(count + 1)]
+    issue_certificate(ctx, requests.pop())  # warm caches (lint validator, key, throwaway key)
     _wait(start_at)
     start = time.time()
     if batch == 1:
-        for _ in range(count):
+        for request in requests:
             issue_certificate(ctx, request)
     else:
         for done in range(0, count, batch):
-            results = issue_certificates(ctx, [request] * min(batch, count - done))
+            results = issue_certificates(ctx, requests[done:done + batch])
             assert not any(isinstance(r, Exception) for r in results)
     end = time.time()
     ctx.close()
@@ -196,6 +207,11 @@ def elapsed(span: tuple[float, float]) -> float:
     return span[1] - span[0]
 
 
+#: Distinct keys and names the linted limit cycles through: more than ca.lint's memo of
+#: decoded values holds, so the limit, like the pipeline, decodes every key and name.
+_LIMIT_DISTINCT = 1024
+
+
 def _limit_certificates(key_type: str) -> Callable[[], bytes]:
     """Raw pyca parse + build + sign with the full extension set: one certificate's DER per
     call, what the linted limit and the lint comparison both work on."""
@@ -203,13 +219,16 @@ def _limit_certificates(key_type: str) -> Callable[[], bytes]:
                   else rsa.generate_private_key(65537, 2048))
     issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Limit CA")])
     profile = get_profile("official-signing")
-    csr_data = csr_pem()
-    subject = build_name([("C", "CN"), ("ST", "青海省"), ("L", "西宁市"),
-                          ("O", "青海省人民政府办公厅"), ("OU", "办公室"), ("CN", "张三")])
+    csrs = [csr_pem() for _ in range(_LIMIT_DISTINCT)]
+    place = [("C", "CN"), ("ST", "青海省"), ("L", "西宁市"), ("O", "青海省人民政府办公厅"),
+             ("OU", "办公室")]
+    subjects = [build_name([*place, ("CN", f"张三{i:05d}")]) for i in range(_LIMIT_DISTINCT)]
+    turn = itertools.count()
     issuer_ski = x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key()).digest
 
     def one() -> bytes:
-        csr = x509.load_pem_x509_csr(csr_data)
+        i = next(turn) % _LIMIT_DISTINCT
+        csr, subject = x509.load_pem_x509_csr(csrs[i]), subjects[i]
         assert csr.is_signature_valid
         pub = csr.public_key()
         plan = plan_for(profile, pub, "http://127.0.0.1:8600", "ec")
@@ -238,12 +257,14 @@ def _limit_worker(args: tuple) -> tuple[float, float]:
 
 
 def lint_rates(count: int) -> tuple[float, float]:
-    """Lints per second of one certificate: ca.lint (pkilint's validators behind a dispatch
-    cache) and pkilint's own traversal of the same validators, with the same findings."""
+    """Lints per second: ca.lint (pkilint's validators behind a dispatch cache and a memo of
+    decoded values) and pkilint's own traversal of the same validators, with the same findings,
+    over the same certificates, each with its own key and name."""
     from pkilint import loader
     from pkilint.pkix import certificate, extension, name
 
-    der = _limit_certificates("ec-p256")()
+    make = _limit_certificates("ec-p256")
+    ders = [make() for _ in range(min(count, _LIMIT_DISTINCT))]
     plain = certificate.create_pkix_certificate_validator_container(
         certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS,
                                                extension.EXTENSION_MAPPINGS),
@@ -254,18 +275,18 @@ def lint_rates(count: int) -> tuple[float, float]:
          certificate.create_spki_validator_container([])])
     doc_loader = loader.RFC5280CertificateDocumentLoader()
 
-    def plain_lint() -> None:
+    def plain_lint(der: bytes) -> None:
         plain.validate(doc_loader.load_der_document(der, "tbs").root)
 
-    def ours() -> None:
+    def ours(der: bytes) -> None:
         lint_certificate(der)
 
     rates = []
     for fn in (ours, plain_lint):
-        fn()
+        fn(ders[-1])
         start = time.perf_counter()
-        for _ in range(count):
-            fn()
+        for i in range(count):
+            fn(ders[i % len(ders)])
         rates.append(count / (time.perf_counter() - start))
     return rates[0], rates[1]
 

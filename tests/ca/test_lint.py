@@ -101,3 +101,21 @@ def test_same_findings_for_generated_certificates(cn, days, ski, key_enciphermen
     except ValueError:  # pyca refuses some names outright: nothing to lint
         return
     assert _fast_findings(der) == _plain_findings(der)
+
+
+def test_values_decoded_once_still_report_broken_values_every_time() -> None:
+    """The per-thread memo of decoded values never hides a decoding failure: a broken key
+    usage value is FATAL on every certificate that carries it, after good ones were cached."""
+    good = _cert()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    name_ = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "张三")])
+    broken = (x509.CertificateBuilder().subject_name(name_).issuer_name(name_)
+              .public_key(key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+              .add_extension(x509.UnrecognizedExtension(x509.ExtensionOID.KEY_USAGE,
+                                                        b"\x03\x05garbage"), critical=True)
+              .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    for der in (good, broken, good, broken):
+        assert _fast_findings(der) == _plain_findings(der)
+    assert any(code == "itu.invalid_asn1_syntax" for _, code, _ in _fast_findings(broken))

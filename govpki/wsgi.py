@@ -21,7 +21,7 @@ from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
 from core.errors import GovpkiError
-from ra.api import ra_api_blueprint
+from ra.api import api_blueprint
 from ra.web import ra_web_blueprint
 from ra.web.auth_views import SSO_LOGIN_KEY, SSO_LOGOUT_KEY
 
@@ -34,7 +34,7 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
     if with_ca:
         app.register_blueprint(ca_blueprint)
         app.register_blueprint(ra_web_blueprint)
-        app.register_blueprint(ra_api_blueprint)
+        app.register_blueprint(api_blueprint())
         app.register_blueprint(sso_blueprint)
         app.register_blueprint(sso_ra_client_blueprint)
         # The RA login page offers single sign-on, and an SSO session's logout continues at

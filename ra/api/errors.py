@@ -20,6 +20,14 @@ class BodyTooLarge(RaError):
     http_status = 413
 
 
+class LengthRequired(RaError):
+    """A document upload without Content-Length (chunked): refused unread, so its size is
+    known before anything is accepted (RFC 9110 §15.5.12)."""
+
+    kind = "length-required"
+    http_status = 411
+
+
 class UnsupportedMediaType(RaError):
     """The body is not in a media type the endpoint reads (JSON, or CSV for a roster)."""
 

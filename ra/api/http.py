@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ca.context import CaContext
 from ra.api.auth import authenticate, challenge
-from ra.api.errors import BodyTooLarge, UnsupportedMediaType
+from ra.api.errors import BodyTooLarge, LengthRequired, UnsupportedMediaType
 from ra.api.spec import Route, shown
 from ra.config import RaConfig, ra_config_from
 from ra.errors import ValidationError
@@ -59,11 +59,13 @@ class Call:
     path: Mapping[str, Any]
     query: Mapping[str, Any]
     body: Mapping[str, Any]
-    #: The roster of a CSV upload; empty otherwise.
+    #: The roster of a CSV upload, or the document of a binary body; empty otherwise.
     upload: bytes
     #: The enrollment code of an ``Authorization: Enrollment`` header.
     enrollment_code: str
     client: str
+    #: Declared header parameters, checked (absent optional ones hold their default).
+    headers: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def operator(self) -> Operator:
@@ -75,9 +77,19 @@ class Call:
 
 @dataclass(frozen=True)
 class Reply:
+    """What a view answers: a JSON ``body``, or ``content`` bytes in ``media_type`` (a
+    document; see :meth:`binary`)."""
+
     body: Any
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    media_type: str = "application/json"
+
+    @classmethod
+    def binary(cls, content: bytes, media_type: str, status: int = 200,
+               headers: Mapping[str, str] | None = None) -> Reply:
+        return cls(None, status, dict(headers or {}), content=content, media_type=media_type)
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
@@ -118,9 +130,13 @@ def _body_limit(route: Route) -> int:
 def check_size(route: Route) -> None:
     """Refuse an oversized body before anything reads it (from Content-Length), and cap the
     stream for bodies that announce no length (chunked): werkzeug stops reading at the limit
-    and :func:`_raw_body` refuses a body that reached it."""
+    and :func:`_raw_body` refuses a body that reached it. A binary body (a document) must
+    announce its length: without Content-Length it is refused unread (411)."""
     limit = _body_limit(route)
     request.max_content_length = limit
+    if route.binary_body is not None and request.content_length is None:
+        raise LengthRequired(f"send the document with a Content-Length (at most {limit} "
+                             f"bytes); a body without one is not accepted here", limit=limit)
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"the body is {request.content_length} bytes; this endpoint takes "
                            f"at most {limit}", limit=limit)
@@ -196,6 +212,29 @@ def _csv_body(route: Route) -> bytes:
                                field="Content-Type")
 
 
+def _binary_body(route: Route) -> bytes:
+    assert route.binary_body is not None
+    accepted = route.binary_body.media_types
+    if request.mimetype not in accepted:
+        raise UnsupportedMediaType(f"send the body as {' or '.join(accepted)}, not "
+                                   f"{request.mimetype or 'no media type'}",
+                                   field="Content-Type")
+    return _raw_body(route)
+
+
+def _headers(route: Route) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for param in route.header_params:
+        raw = request.headers.get(param.name)
+        if raw is None:
+            if param.required:
+                raise ValidationError(f"the {param.name} header is required", field=param.name)
+            out[param.name] = param.default
+        else:
+            out[param.name] = param.parse(raw)
+    return out
+
+
 def _query(route: Route) -> dict[str, Any]:
     declared = {p.name: p for p in route.query_params}
     for name in request.args:
@@ -208,7 +247,12 @@ def _query(route: Route) -> dict[str, Any]:
         values = request.args.getlist(name)
         if len(values) > 1:
             raise ValidationError(f"{name} is given more than once", field=name)
-        out[name] = param.parse(values[0]) if values else param.default
+        if values:
+            out[name] = param.parse(values[0])
+        elif param.required:
+            raise ValidationError(f"{name} is required", field=name)
+        else:
+            out[name] = param.default
     return out
 
 
@@ -222,12 +266,21 @@ def make_view(route: Route) -> Callable[..., Response]:
         actor, code = authenticate(ctx, route.auth)
         path = {p.name: p.parse(path_values[p.name]) for p in route.path_params}
         query = _query(route)
+        headers = _headers(route)
         body = _json_body(route) if route.body is not None else {}
-        upload = _csv_body(route) if route.csv_body else b""
+        if route.csv_body:
+            upload = _csv_body(route)
+        elif route.binary_body is not None:
+            upload = _binary_body(route)
+        else:
+            upload = b""
         result = route.view(Call(ctx, config, actor, path, query, body, upload, code,
-                                 request.remote_addr or ""))
+                                 request.remote_addr or "", headers))
         if result.status == 204:
             return Response(status=204, headers=dict(result.headers))
+        if result.content is not None:
+            return Response(result.content, status=result.status,
+                            headers=dict(result.headers), mimetype=result.media_type)
         return json_response(result.body, result.status, result.headers)
 
     view.__name__ = route.operation_id

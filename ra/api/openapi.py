@@ -1,28 +1,37 @@
 """The OpenAPI 3.1 document of the RA's REST API, written from the one route table.
 
 Nothing here is typed twice: paths, methods, parameters, request bodies and their JSON
-Schemas come from ``ra.api.spec.ROUTES`` (the same declarations the views are registered and
-their input checked from), response schemas from ``ra.api.serialise``. Served without
-authentication at GET /api/v1/openapi.json, so a client can be generated offline from it.
+Schemas come from the route table (``ra.api.spec``: the RA's own routes and the groups that
+packages above ra contributed, the same declarations the views are registered and their input
+checked from), response schemas from ``ra.api.serialise`` and from the contributing groups.
+Each assembled application keeps the document of the routes it serves (``api_blueprint``), so
+what GET /api/v1/openapi.json answers (without authentication, so a client can be generated
+offline from it) is exactly what that application serves.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
+from flask import current_app
+
 from ra.api import serialise
 from ra.api.http import Call, Reply
-from ra.api.spec import ROUTES, Route, api_route
+from ra.api.spec import BinaryContent, Route, RouteGroup, api_route, route_groups
 
 VERSION: Final = "1.0.0"
+#: Where an assembled application keeps its document (Flask ``app.extensions``).
+APP_KEY: Final = "govpki.api_document"
 _PROBLEM: Final = {"application/problem+json": {"schema": {"$ref":
                                                            "#/components/schemas/Problem"}}}
 _DESCRIPTION: Final = """\
 The registration authority of govpki over HTTP: organisations, officials, certificate
 requests and their approval, certificates, operators and API tokens, the audit log, and USB-key
-enrollment. Everything the RA web pages do, as JSON.
+enrollment. Everything the RA web pages do, as JSON. Other parts of govpki serve their
+endpoints through the same table, authentication and error handling (e.g. signing and
+verifying PDF documents, tag `signing`).
 
 * Authentication: `Authorization: Bearer <API token>` (RFC 6750), the token acting as one
   operator with that operator's roles; enrollment calls use the one-time enrollment code alone.
@@ -33,8 +42,9 @@ enrollment. Everything the RA web pages do, as JSON.
   405 (with `Allow`), both as problem bodies.
 * Lists are paged with `page` and `per_page`; the body carries `total` and `pages`, the `Link`
   header (RFC 8288) the first, previous, next and last pages.
-* Bodies larger than `[ra] max_body_bytes` (default 1 MiB; rosters 8 MiB) are refused with 413,
-  bodies in another media type than the endpoint reads with 415.
+* Bodies larger than `[ra] max_body_bytes` (default 1 MiB; rosters 8 MiB; documents as the
+  endpoint says) are refused with 413, bodies in another media type than the endpoint reads
+  with 415. A document upload must carry `Content-Length` (411 otherwise).
 """
 
 
@@ -44,6 +54,8 @@ def _ref(name: str) -> dict[str, str]:
 
 def _problem(status: int) -> dict[str, Any]:
     out: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": _PROBLEM}
+    if status == 411:
+        out["description"] = "Length Required: send the document with a Content-Length"
     if status == 401:
         out["headers"] = {"WWW-Authenticate": {
             "description": "The challenge: Bearer (RFC 6750) or Enrollment.",
@@ -59,7 +71,7 @@ def _operation(route: Route) -> dict[str, Any]:
     op["security"] = {"bearer": [{"bearerToken": []}],
                       "enrollment": [{"enrollmentCode": []}], "none": []}[route.auth]
     if route.params:
-        op["parameters"] = [{"name": p.name, "in": p.location, "required": p.location == "path",
+        op["parameters"] = [{"name": p.name, "in": p.location, "required": p.is_required,
                              "description": p.description, "schema": p.schema()}
                             for p in route.params]
     if route.body is not None:
@@ -71,12 +83,27 @@ def _operation(route: Route) -> dict[str, Any]:
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
                 "properties": {"file": {"type": "string", "contentMediaType": "text/csv"}}}}}}
+    elif route.binary_body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "description": f"{route.binary_body.description} At most {route.max_body} bytes, "
+                           f"with Content-Length.",
+            "content": {media: {"schema": {"type": "string", "contentMediaType": media}}
+                        for media in route.binary_body.media_types}}
     responses: dict[str, Any] = {}
     for status, schema in route.responses.items():
         answer: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-        if schema is not None:
+        if isinstance(schema, BinaryContent):
+            if schema.description:
+                answer["description"] = schema.description
+            answer["content"] = {schema.media_type: {"schema": {
+                "type": "string", "contentMediaType": schema.media_type}}}
+        elif schema is not None:
             answer["content"] = {"application/json": {"schema": _ref(schema)}}
         headers: dict[str, Any] = {}
+        if status < 300:
+            for name, description in route.response_headers.items():
+                headers[name] = {"description": description, "schema": {"type": "string"}}
         if route.paginated:
             headers["Link"] = {"description": "RFC 8288 links: first, prev, next, last",
                                "schema": {"type": "string"}}
@@ -93,6 +120,8 @@ def _operation(route: Route) -> dict[str, Any]:
         problems.add(403)
     if route.body is not None or route.csv_body:
         problems.update((413, 415))
+    if route.binary_body is not None:
+        problems.update((411, 413, 415))
     for status in sorted(problems):
         responses[str(status)] = _problem(status)
     responses["default"] = {"description": "Any other problem: 503 while the CA is not "
@@ -103,16 +132,48 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
-@cache
-def document() -> dict[str, Any]:
-    """The whole document (built once per process: the route table does not change)."""
+def check_schema_names(group: RouteGroup) -> None:
+    """A contributed group may not redefine a schema ra defines (its document would lie)."""
+    ours = {*serialise.SCHEMAS, *serialise.envelope_schemas(), "Problem"}
+    ours.update(r.body.name for r in route_groups()[0].routes if r.body is not None)
+    clash = sorted(ours & (set(group.schemas) | {r.body.name for r in group.routes
+                                                   if r.body is not None}))
+    if clash:
+        raise ValueError(f"route group {group.name!r}: schema(s) {', '.join(clash)} are ra's "
+                         f"own")
+
+
+_DOCUMENTS: dict[tuple[int, ...], dict[str, Any]] = {}
+
+
+def document(groups: Sequence[RouteGroup] | None = None) -> dict[str, Any]:
+    """The document of ``groups`` (default: the RA's routes and every group registered now).
+    Built once per distinct table: the routes of a group do not change once registered."""
+    groups = tuple(groups if groups is not None else route_groups())
+    key = tuple(x for g in groups for x in (id(g), len(g.routes), len(g.schemas)))
+    if key not in _DOCUMENTS:
+        _DOCUMENTS[key] = _build(groups)
+    return _DOCUMENTS[key]
+
+
+def served_document() -> dict[str, Any]:
+    """The document of the application answering this request (what it serves)."""
+    doc = current_app.extensions.get(APP_KEY)
+    return doc if doc is not None else document()
+
+
+def _build(groups: Sequence[RouteGroup]) -> dict[str, Any]:
+    routes = [r for g in groups for r in g.routes]
     paths: dict[str, dict[str, Any]] = {}
     bodies: dict[str, Any] = {}
-    for route in ROUTES:
+    contributed: dict[str, Any] = {}
+    for group in groups:
+        contributed.update(group.schemas)
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
         if route.body is not None:
             bodies[route.body.name] = route.body.schema()
-    tags = list(dict.fromkeys(r.tag for r in ROUTES))
+    tags = list(dict.fromkeys(r.tag for r in routes))
     return {
         "openapi": "3.1.0",
         "info": {"title": "govpki registration authority API", "version": VERSION,
@@ -121,7 +182,8 @@ def document() -> dict[str, Any]:
         "tags": [{"name": t} for t in tags],
         "paths": paths,
         "components": {
-            "schemas": {**serialise.SCHEMAS, **serialise.envelope_schemas(), **bodies},
+            "schemas": {**serialise.SCHEMAS, **serialise.envelope_schemas(), **bodies,
+                        **contributed},
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "gp_...",
                                 "description": "An API token (`govpki ra api-token create`, "
@@ -137,4 +199,4 @@ def document() -> dict[str, Any]:
            responses={200: "OpenApiDocument"})
 def openapi_json(call: Call) -> Reply:
     """The OpenAPI document (no authentication)."""
-    return Reply(document(), headers={"Cache-Control": "public, max-age=3600"})
+    return Reply(served_document(), headers={"Cache-Control": "public, max-age=3600"})

@@ -1,10 +1,18 @@
 """The REST API's one route table, and the declarative input specs it is made of.
 
 Every endpoint is declared once, with :func:`api_route`: method, path, who may call it (bearer
-token, enrollment code, nobody), its path and query parameters, its JSON body fields and its
-responses. From that one declaration ``ra.api`` registers the Flask rule and checks the input,
-and ``ra.api.openapi`` writes the OpenAPI document, so the document cannot drift from what is
-served (tests/ra/api/test_openapi.py checks both directions anyway).
+token, enrollment code, nobody), its path, query and header parameters, its body (JSON fields, a
+CSV roster, or a binary document) and its responses. From that one declaration ``ra.api``
+registers the Flask rule and checks the input, and ``ra.api.openapi`` writes the OpenAPI
+document, so the document cannot drift from what is served (tests/ra/api/test_openapi.py checks
+both directions anyway).
+
+Packages above ra (govpki, apps/*) serve their own endpoints under /api/v1 through the same
+table: they declare them on a :class:`RouteGroup` of their own (``group.route`` takes exactly
+what :func:`api_route` takes) and the composition root hands the group to
+:func:`register_routes` before it assembles the application. ra never imports them: the group
+carries its views, and a view gets the same :class:`~ra.api.http.Call` (authenticated operator,
+checked input) as ra's own. The RA's table (:data:`ROUTES`) is one such group too.
 
 The input checks here are about *shape*: types, unknown fields, lengths, characters that no
 field may hold (control characters would forge lines in the audit log, NUL is refused by
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
 
 FieldType = Literal["string", "integer", "boolean", "strings"]
 Auth = Literal["bearer", "enrollment", "none"]
+Location = Literal["path", "query", "header"]
 
 #: Characters no value may hold. Multi-line fields (comments, PEM) may hold \t \n \r.
 _FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
@@ -185,10 +194,11 @@ class Body:
 
 @dataclass(frozen=True)
 class Param:
-    """A path or query parameter."""
+    """A path, query or header parameter. Path parameters are always required; a query or
+    header parameter when ``required`` says so."""
 
     name: str
-    location: Literal["path", "query"]
+    location: Location
     description: str
     type: Literal["string", "integer", "boolean"] = "string"
     max_length: int = 128
@@ -196,6 +206,11 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
     default: int | bool | str | None = None
+    required: bool = False
+
+    @property
+    def is_required(self) -> bool:
+        return self.location == "path" or self.required
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
@@ -233,6 +248,33 @@ class Param:
 
 
 @dataclass(frozen=True)
+class BinaryBody:
+    """A request body taken as it is, e.g. a PDF upload: the media types accepted (anything
+    else is 415). Its length must be announced: a body without ``Content-Length`` (chunked) is
+    refused with 411 and one over the route's ``max_body`` with 413, both before a byte of it
+    is read (RFC 9110 §15.5.12, §15.5.14)."""
+
+    media_types: tuple[str, ...]
+    description: str
+
+    def __post_init__(self) -> None:
+        if not self.media_types:
+            raise ValueError("a binary body needs at least one media type")
+
+
+@dataclass(frozen=True)
+class BinaryContent:
+    """A response body that is not JSON (a signed document), in ``media_type``."""
+
+    media_type: str
+    description: str = ""
+
+
+#: What a status answers with: the name of a JSON response schema, a binary body, or nothing.
+ResponseSpec = str | BinaryContent | None
+
+
+@dataclass(frozen=True)
 class Route:
     """One endpoint: everything the Flask rule, the input checks and the OpenAPI operation
     need. ``path`` is relative to /api/v1 and written the OpenAPI way (``{name}``)."""
@@ -249,13 +291,27 @@ class Route:
     body: Body | None = None
     #: A roster: text/csv, or multipart/form-data with a ``file`` part.
     csv_body: bool = False
-    #: status → name of the response schema in serialise.SCHEMAS (None: no body).
-    responses: Mapping[int, str | None] = field(default_factory=dict)
+    #: A body taken as it is (a document upload); needs ``max_body``.
+    binary_body: BinaryBody | None = None
+    #: status → name of the response schema (serialise.SCHEMAS, or the contributing group's
+    #: schemas), a :class:`BinaryContent`, or None for no body.
+    responses: Mapping[int, ResponseSpec] = field(default_factory=dict)
+    #: Headers of a successful answer besides the standard ones: name → description.
+    response_headers: Mapping[str, str] = field(default_factory=dict)
     #: Problem statuses this endpoint can answer besides the common ones.
     errors: tuple[int, ...] = ()
     paginated: bool = False
-    #: Body limit in bytes when it differs from ``[ra] max_body_bytes`` (rosters).
+    #: Body limit in bytes when it differs from ``[ra] max_body_bytes`` (rosters, documents).
     max_body: int | None = None
+
+    def __post_init__(self) -> None:
+        bodies = [self.body is not None, self.csv_body, self.binary_body is not None]
+        if sum(bodies) > 1:
+            raise ValueError(f"{self.method} {self.path}: declare one kind of body, not several")
+        if self.binary_body is not None and self.max_body is None:
+            raise ValueError(f"{self.method} {self.path}: a binary body needs max_body")
+        if self.max_body is not None and self.max_body < 1:
+            raise ValueError(f"{self.method} {self.path}: max_body must be positive")
 
     @property
     def flask_rule(self) -> str:
@@ -269,29 +325,107 @@ class Route:
     def query_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.location == "query")
 
+    @property
+    def header_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.location == "header")
 
-#: Every endpoint, in declaration order (the OpenAPI document keeps it).
-ROUTES: list[Route] = []
+
+View = Callable[["Call"], "Reply"]
 
 
-def api_route(method: str, path: str, *, operation_id: str, summary: str, tag: str,
-              auth: Auth = "bearer", **options: Any
-              ) -> Callable[[Callable[[Call], Reply]], Callable[[Call], Reply]]:
-    """Declare the decorated function as the view of ``method path`` (see :class:`Route`)."""
+class RouteGroup:
+    """Endpoints declared together, in declaration order (the OpenAPI document keeps it):
+    ra's own table, or the routes one package above ra contributes. ``schemas`` are the JSON
+    Schemas (OpenAPI components) its responses name that ra does not define itself."""
 
-    def register(view: Callable[[Call], Reply]) -> Callable[[Call], Reply]:
-        names = set(re.findall(r"\{(\w+)\}", path))
-        declared = {p.name for p in options.get("params", ()) if p.location == "path"}
-        if names != declared:
-            raise ValueError(f"{method} {path}: path parameters {sorted(names)} are not the "
-                             f"declared ones {sorted(declared)}")
-        if any(r.operation_id == operation_id for r in ROUTES):
-            raise ValueError(f"operation id {operation_id} is declared twice")
-        ROUTES.append(Route(method, path, operation_id, summary, tag, auth, view,
-                            description=(view.__doc__ or "").strip(), **options))
-        return view
+    def __init__(self, name: str, *, schemas: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", name):
+            raise ValueError(f"a route group name is lower-case letters, digits, '_', '.', "
+                             f"'-', not {name!r}")
+        self.name = name
+        self.routes: list[Route] = []
+        self.schemas: dict[str, Mapping[str, Any]] = dict(schemas or {})
 
-    return register
+    def route(self, method: str, path: str, *, operation_id: str, summary: str, tag: str,
+              auth: Auth = "bearer", **options: Any) -> Callable[[View], View]:
+        """Declare the decorated function as the view of ``method path`` (see :class:`Route`;
+        ``path`` is relative to /api/v1)."""
+
+        def register(view: View) -> View:
+            if not path.startswith("/"):
+                raise ValueError(f"{method} {path}: the path must start with '/'")
+            names = set(re.findall(r"\{(\w+)\}", path))
+            declared = {p.name for p in options.get("params", ()) if p.location == "path"}
+            if names != declared:
+                raise ValueError(f"{method} {path}: path parameters {sorted(names)} are not "
+                                 f"the declared ones {sorted(declared)}")
+            if any(r.operation_id == operation_id for r in self.routes):
+                raise ValueError(f"operation id {operation_id} is declared twice")
+            self.routes.append(Route(method.upper(), path, operation_id, summary, tag, auth,
+                                     view, description=(view.__doc__ or "").strip(),
+                                     **options))
+            return view
+
+        return register
+
+
+#: The RA's own endpoints.
+RA_GROUP: Final = RouteGroup("ra")
+#: The RA's own endpoints, in declaration order.
+ROUTES: Final = RA_GROUP.routes
+#: Declare one of the RA's own endpoints (see :meth:`RouteGroup.route`).
+api_route: Final = RA_GROUP.route
+
+#: Groups contributed by packages above ra, by name, in registration order.
+_CONTRIBUTED: dict[str, RouteGroup] = {}
+
+
+def _conflicts(group: RouteGroup, others: list[RouteGroup]) -> None:
+    ids = {r.operation_id: g.name for g in others for r in g.routes}
+    rules = {(r.method, r.flask_rule): g.name for g in others for r in g.routes}
+    normalised = {(m, re.sub(r"<\w+>", "<>", rule)): name for (m, rule), name in rules.items()}
+    schemas = {s: g.name for g in others for s in g.schemas}
+    for route in group.routes:
+        if route.operation_id in ids:
+            raise ValueError(f"route group {group.name!r}: operation id {route.operation_id} "
+                             f"is {ids[route.operation_id]!r}'s already")
+        key = (route.method, re.sub(r"<\w+>", "<>", route.flask_rule))
+        if key in normalised:
+            raise ValueError(f"route group {group.name!r}: {route.method} {route.path} is "
+                             f"served by {normalised[key]!r} already")
+    for name in group.schemas:
+        if name in schemas:
+            raise ValueError(f"route group {group.name!r}: schema {name} is "
+                             f"{schemas[name]!r}'s already")
+
+
+def register_routes(group: RouteGroup) -> None:
+    """Serve ``group``'s endpoints under /api/v1 in every application assembled from now on
+    (``ra.api.api_blueprint``), with the RA's authentication, input checks, problem bodies
+    and OpenAPI document. Registering a group of the same name again replaces it (the
+    composition root may assemble several applications in one process). A clash with a
+    route, operation id or schema of another group is refused at once, naming both."""
+    if group.name == RA_GROUP.name:
+        raise ValueError(f"the route group name {group.name!r} is ra's own")
+    others = [RA_GROUP, *(g for n, g in _CONTRIBUTED.items() if n != group.name)]
+    _conflicts(group, others)
+    _CONTRIBUTED[group.name] = group
+
+
+def unregister_routes(name: str) -> None:
+    """Forget a contributed group (applications assembled already keep serving it)."""
+    _CONTRIBUTED.pop(name, None)
+
+
+def route_groups() -> tuple[RouteGroup, ...]:
+    """ra's own group first, then the contributed ones in registration order."""
+    return (RA_GROUP, *_CONTRIBUTED.values())
+
+
+def all_routes() -> tuple[Route, ...]:
+    """Every endpoint an application assembled now serves."""
+    return tuple(r for g in route_groups() for r in g.routes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ __all__ = [
     "receipts",
     "search",
     "send",
+    "signed_header",
     "status",
     "submit",
     "submit_receipt",
@@ -323,6 +324,13 @@ def receipts(ctx: CaContext, actor: Operator, message_id: str) -> list[ReceiptRe
     """The receipts of a package, as visible as :func:`status` (exchange.view)."""
     only = _viewable_side(ctx, actor, message_id)
     return hub.receipts_of(ctx, message_id, only)
+
+
+def signed_header(ctx: CaContext, actor: Operator, message_id: str) -> bytes:
+    """The package's signed header as stored (DER SignedData), what receipts answer: for
+    ``openssl cms -verify_receipt RECEIPT -in HEADER`` (exchange.view, as :func:`status`)."""
+    _viewable_side(ctx, actor, message_id)
+    return hub.signed_header_of(ctx, message_id)
 
 
 def _visible_orgs(ctx: CaContext, actor: Operator, org: str | None) -> list[str] | None:

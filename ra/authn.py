@@ -43,7 +43,7 @@ class LoginMethod(Protocol):
     def authenticate(self, ctx: CaContext, form: Mapping[str, str], *, client: str
                      ) -> Operator:
         """The operator the form proves, or raise ra.errors.AuthenticationFailed /
-        AccountLocked (after auditing the refusal)."""
+        AccountLocked / PasswordLoginNotAllowed (after auditing the refusal)."""
         ...
 
 

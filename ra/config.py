@@ -5,6 +5,12 @@ Defaults follow what operators of a mature RA expect (EJBCA/Keycloak): a 15-minu
 deployment behind nginx terminates TLS; the embedded demo on plain http://127.0.0.1 still
 works because browsers treat loopback as a secure context), 1 MiB request bodies, and
 enrollment codes valid for 3 days.
+
+``password_login`` says who may still log in with a password and TOTP once certificate login
+through single sign-on exists: ``"bootstrap"`` (the default) only the bootstrap administrator,
+the first account, created before any certificate could be issued (ra.operators marks it);
+``"all"`` every operator (an installation without the SSO provider, or tests about something
+else); ``"none"`` nobody (every login is a certificate login).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from core.errors import ConfigError
 _MINIMA = {"session_idle_minutes": 1, "session_absolute_hours": 1, "lockout_threshold": 1,
            "lockout_minutes": 1, "max_body_bytes": 1024, "enrollment_code_hours": 1,
            "api_token_days": 1}
+PASSWORD_LOGIN = ("bootstrap", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class RaConfig:
     max_body_bytes: int = 1_048_576
     enrollment_code_hours: int = 72
     api_token_days: int = 90
+    password_login: str = "bootstrap"  # noqa: S105 (who may use passwords, not one)
 
     def __post_init__(self) -> None:
         for name, minimum in _MINIMA.items():
@@ -42,6 +50,24 @@ class RaConfig:
         if not isinstance(self.cookie_secure, bool):
             raise ConfigError("configuration key 'ra.cookie_secure' must be bool",
                               key="ra.cookie_secure")
+        if self.password_login not in PASSWORD_LOGIN:
+            raise ConfigError(f"configuration key 'ra.password_login' must be one of "
+                              f"{', '.join(repr(v) for v in PASSWORD_LOGIN)}",
+                              key="ra.password_login")
+
+    def password_allowed(self, *, bootstrap: bool) -> bool:
+        """Whether an account (the bootstrap administrator or not) may use password login."""
+        return {"all": True, "bootstrap": bootstrap, "none": False}[self.password_login]
+
+    @property
+    def certificate_first(self) -> bool:
+        """Whether operators are sent to certificate login (passwords are not for everyone)."""
+        return self.password_login != "all"  # noqa: S105 (a policy name)
+
+    @property
+    def any_password_login(self) -> bool:
+        """Whether the password + TOTP form is offered at all."""
+        return self.password_login != "none"  # noqa: S105 (a policy name)
 
 
 def ra_config_from(sections: Mapping[str, Mapping[str, Any]]) -> RaConfig:

@@ -7,6 +7,12 @@ for clock drift and never twice (§5.2). After ``lockout_threshold`` consecutive
 account locks for ``lockout_minutes``; while locked nothing is checked, so guessing stops
 paying. Every failure, lock and success is an audit event; the message to the caller never
 says which factor was wrong.
+
+Who may log in this way at all is ``[ra] password_login`` (ra.config): by default only the
+bootstrap administrator; everyone else logs in with a certificate through single sign-on. The
+check comes after the credentials (and their lockout) exactly as for an allowed account, and
+only right credentials learn "not allowed here": the refusal cannot serve as an oracle for
+which accounts exist or which is the bootstrap administrator.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ from core.db import transaction, utcnow
 from ra import models
 from ra.authz import authorize
 from ra.config import RaConfig
-from ra.errors import AccountLocked, AuthenticationFailed, Forbidden, ValidationError
+from ra.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    Forbidden,
+    PasswordLoginNotAllowed,
+    ValidationError,
+)
 from ra.operators import get_operator, load_operator
 from ra.records import Operator
 from ra.sealing import Sealer
@@ -45,6 +57,8 @@ TOTP_PERIOD: Final = 30
 TOTP_ISSUER: Final = "govpki RA"
 _SCRYPT: Final = {"n": 2**15, "r": 8, "p": 1}
 _GENERIC: Final = "login failed: the user name, password or one-time code is wrong"
+_CERTIFICATE_ONLY: Final = ("password login is kept for the bootstrap administrator only: log "
+                            "in with the certificate on your USB key (single sign-on)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +208,8 @@ def _matching_step(secret: bytes, code: str, now: float, after_step: int) -> int
 
 
 class PasswordTotpLogin:
-    """User name, password and a TOTP code: the operators' login until certificate login."""
+    """User name, password and a TOTP code: the bootstrap administrator's login (and every
+    operator's where ``[ra] password_login = "all"``)."""
 
     name: str = "password-totp"
     acr: str = "urn:govpki:acr:password-totp"
@@ -219,6 +234,8 @@ class PasswordTotpLogin:
             locked_until = None if cred is None else cred.locked_until
             last_step = 0 if cred is None else cred.totp_last_step
             active = op_row is not None and op_row.active
+            allowed = op_row is not None and self.config.password_allowed(
+                bootstrap=op_row.bootstrap)
         if locked_until is not None and locked_until > now:
             self._refuse(ctx, username, client, "locked")
             raise AccountLocked(f"account {username} is locked after repeated failed logins "
@@ -238,6 +255,10 @@ class PasswordTotpLogin:
                                     f"{self.config.lockout_minutes} minutes after "
                                     f"{self.config.lockout_threshold} failed logins")
             raise AuthenticationFailed(_GENERIC)
+        if not allowed:
+            self._refuse(ctx, username, client, PasswordLoginNotAllowed.kind)
+            raise PasswordLoginNotAllowed(_CERTIFICATE_ONLY,
+                                          password_login=self.config.password_login)
         with transaction(ctx.sessions) as session:
             row = _credential(session, op_row.id)
             if row.totp_last_step >= step:  # a concurrent login used this code first

@@ -105,6 +105,15 @@ class AccountLocked(Forbidden):
     kind = "account-locked"
 
 
+class PasswordLoginNotAllowed(Forbidden):
+    """Password + TOTP proved who the caller is, but this account must log in with its
+    certificate (``[ra] password_login``: by default only the bootstrap administrator keeps
+    password login). Raised only after the credentials were right, so it tells nothing to
+    someone guessing them."""
+
+    kind = "password-login-not-allowed"
+
+
 class EnrollmentRefused(RaError):
     """An enrollment code that is unknown, used, expired or for another request."""
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime
@@ -59,6 +69,13 @@ class Operator(Base):
     official_id: Mapped[int | None] = mapped_column(ForeignKey("ra_official.id"))
     active: Mapped[bool] = mapped_column(nullable=False, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: The first account, created by the local bootstrap before any operator existed: the one
+    #: that keeps password + TOTP login when ``[ra] password_login = "bootstrap"``.
+    bootstrap: Mapped[bool] = mapped_column(nullable=False, default=False,
+                                            server_default=false())
+
+    __table_args__ = (Index("uq_ra_operator_bootstrap", "bootstrap", unique=True,
+                            sqlite_where=text("bootstrap"), postgresql_where=text("bootstrap")),)
 
 
 class RoleAssignment(Base):

@@ -2,9 +2,12 @@
 
 Bootstrap: while no operator exists at all, :func:`add_operator` with ``actor=None`` creates the
 first account, which must be a ca-admin; every later account is created by an operator holding
-``operator.create``. An account's first role comes with its creation; *changing* roles later
-(:func:`grant_role`) is ``operator.role.change`` and, when policies/authz.yaml says so, stays
-pending until a different operator approves it (:func:`approve_role`).
+``operator.create``. That first account is marked ``bootstrap`` (a partial unique index keeps
+it the only one): it may keep logging in with a password and TOTP when every other operator
+logs in with a certificate (``[ra] password_login``, ra.credentials). An account's first role
+comes with its creation; *changing* roles later (:func:`grant_role`) is
+``operator.role.change`` and, when policies/authz.yaml says so, stays pending until a different
+operator approves it (:func:`approve_role`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def _record(session: Session, row: models.Operator) -> Operator:
         roles=frozenset(a.role for a in assignments if a.status == "active"),
         active=row.active, official_id=row.official_id,
         pending_roles=frozenset(a.role for a in assignments if a.status == "pending"),
+        bootstrap=row.bootstrap,
     )
 
 
@@ -139,7 +143,7 @@ def add_operator(sessions: sessionmaker[Session], actor: Operator | None, userna
                 raise Duplicate(f"operator {username!r} exists already", username=username)
             row = models.Operator(username=username, display_name=(display_name or username),
                                   organisation_id=org.id, official_id=official_id, active=True,
-                                  created_at=utcnow())
+                                  created_at=utcnow(), bootstrap=actor is None)
             session.add(row)
             session.flush()
             session.add(models.RoleAssignment(operator_id=row.id, role=role, status="active",

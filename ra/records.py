@@ -41,6 +41,8 @@ class Operator:
     active: bool = True
     official_id: int | None = None
     pending_roles: frozenset[str] = frozenset()
+    #: The bootstrap administrator (ra.operators: the first account, made locally).
+    bootstrap: bool = False
 
 
 @dataclass(frozen=True)

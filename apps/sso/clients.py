@@ -205,6 +205,33 @@ def add_client(sessions: sessionmaker[Session], actor: Operator | str, name: str
         return _record(row), secret
 
 
+def set_uris(sessions: sessionmaker[Session], by: str, client_id: str, *,
+             redirect_uris: Sequence[str], post_logout_redirect_uris: Sequence[str],
+             backchannel_logout_uri: str | None, initiate_login_uri: str | None
+             ) -> RegisteredClient:
+    """Replace a client's URIs: for the composition root's own client (the RA pages), whose
+    URIs follow the issuer; audited like a registration."""
+    redirects = [check_uri(u, "redirect_uri") for u in redirect_uris]
+    post_logout = [check_uri(u, "post_logout_redirect_uri") for u in post_logout_redirect_uris]
+    backchannel = check_uri(backchannel_logout_uri, "backchannel_logout_uri") \
+        if backchannel_logout_uri else None
+    initiate = check_uri(initiate_login_uri, "initiate_login_uri") \
+        if initiate_login_uri else None
+    with transaction(sessions) as session:
+        row = session.scalar(select(models.Client).where(models.Client.client_id == client_id)
+                             .with_for_update())
+        if row is None:
+            raise UnknownClient(f"no client {client_id!r}")
+        row.redirect_uris, row.post_logout_redirect_uris = (json.dumps(redirects),
+                                                            json.dumps(post_logout))
+        row.backchannel_logout_uri, row.initiate_login_uri = backchannel, initiate
+        audit.record_event(session, actor=by, action="sso.client.update",
+                           object_type="sso-client", object_id=client_id, outcome="success",
+                           details={"redirect_uris": redirects,
+                                    "backchannel_logout_uri": backchannel})
+        return _record(row)
+
+
 def get_client(sessions: sessionmaker[Session], client_id: str) -> RegisteredClient | None:
     """The active client with this id, or None."""
     if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):

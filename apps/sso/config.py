@@ -6,6 +6,16 @@ recommends at most 10), access tokens 15 minutes, ID tokens 10 minutes, login ch
 2 minutes. ``issuer`` defaults to the public base URL, which is what the certificates name, so
 the demo's provider is the demo's own address. ``trusted_proxies`` is empty by default: no
 ``Client-Cert`` header is believed until an operator names the proxy that sets it.
+
+Back-channel logout tokens are posted with a short timeout (3 s: a logout page waits for the
+first attempt) and, when a client is unreachable or answers 5xx, retried by the scheduler
+after 30 s, doubling up to an hour apart, 8 attempts in all (about two hours) before the
+failure is final and audited. Login challenges are rate limited per fixed window of
+``rate_window_seconds`` (5 minutes): new codes per browser (30) and per source address (300:
+an office behind one NAT address shares it), and wrong codes or answers per source address
+(20) and per browser (10) — an 8-character code has 32^8 ≈ 1.1·10^12 values, so at 20
+guesses per 5 minutes, hitting one of even a thousand waiting codes takes one address about
+500 years.
 """
 
 from __future__ import annotations
@@ -19,8 +29,13 @@ from core.errors import ConfigError
 
 _MINIMA = {"session_idle_minutes": 1, "session_absolute_hours": 1, "code_seconds": 10,
            "access_token_seconds": 60, "id_token_seconds": 60, "challenge_seconds": 30,
-           "backchannel_timeout_seconds": 1, "logout_token_seconds": 30}
-_MAXIMA = {"code_seconds": 600, "challenge_seconds": 900}
+           "backchannel_timeout_seconds": 1, "logout_token_seconds": 30,
+           "backchannel_max_attempts": 1, "backchannel_retry_seconds": 1,
+           "backchannel_retry_max_seconds": 1, "rate_window_seconds": 10,
+           "challenges_per_browser": 1, "challenges_per_address": 1,
+           "answer_failures_per_browser": 1, "answer_failures_per_address": 1}
+_MAXIMA = {"code_seconds": 600, "challenge_seconds": 900, "backchannel_timeout_seconds": 30,
+           "backchannel_max_attempts": 50, "rate_window_seconds": 86400}
 KEY_TYPES = ("ec-p256",)
 
 
@@ -34,7 +49,18 @@ class SsoConfig:
     id_token_seconds: int = 600
     challenge_seconds: int = 120
     logout_token_seconds: int = 120
-    backchannel_timeout_seconds: int = 5
+    backchannel_timeout_seconds: int = 3
+    #: Back-channel logout retries (apps/sso/backchannel.py): attempts in all, the delay
+    #: before the second, doubling up to the maximum.
+    backchannel_max_attempts: int = 8
+    backchannel_retry_seconds: int = 30
+    backchannel_retry_max_seconds: int = 3600
+    #: Rate limits on login challenges (apps/sso/ratelimit.py), per fixed window.
+    rate_window_seconds: int = 300
+    challenges_per_browser: int = 30
+    challenges_per_address: int = 300
+    answer_failures_per_browser: int = 10
+    answer_failures_per_address: int = 20
     cookie_secure: bool = True
     key_type: str = "ec-p256"
     #: Addresses (or CIDR networks) of the TLS-terminating proxies allowed to send Client-Cert.
@@ -56,6 +82,10 @@ class SsoConfig:
             if value < minimum or value > _MAXIMA.get(name, 10**9):
                 raise ConfigError(f"configuration key 'sso.{name}' must be between {minimum} "
                                   f"and {_MAXIMA.get(name, 10**9)}", key=f"sso.{name}")
+        if self.backchannel_retry_max_seconds < self.backchannel_retry_seconds:
+            raise ConfigError("configuration key 'sso.backchannel_retry_max_seconds' must be "
+                              "at least sso.backchannel_retry_seconds",
+                              key="sso.backchannel_retry_max_seconds")
         if not isinstance(self.cookie_secure, bool):
             raise ConfigError("configuration key 'sso.cookie_secure' must be bool",
                               key="sso.cookie_secure")

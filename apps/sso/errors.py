@@ -79,3 +79,15 @@ class MalformedInput(SsoError):
 class KeyUnavailable(SsoError):
     kind = "sso-key-unavailable"
     http_status = 503
+
+
+class RateLimited(SsoError):
+    """Too many login codes, or too many wrong codes and answers, from one browser or source
+    address in one window ([sso] rate limits): 429 with Retry-After (RFC 6585 §4)."""
+
+    kind = "sso-rate-limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, limit: str) -> None:
+        super().__init__(message, retry_after=retry_after, limit=limit)
+        self.retry_after = retry_after

@@ -45,6 +45,9 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "login.acr_required": ("该应用要求使用数字证书登录。",
                            "This application requires a certificate login."),
     "login.failed": ("登录失败：", "Login failed: "),
+    "login.certificate_only": ("口令登录仅保留给初始管理员，请使用上方的 USB Key 证书登录。",
+                               "Password login is kept for the bootstrap administrator only: "
+                               "log in with your USB key above."),
     "login.password_failed": ("登录失败：用户名、口令或动态口令不正确。",
                               "Login failed: the user name, password or one-time code is "
                               "wrong."),
@@ -121,6 +124,7 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "error.back": ("返回", "Back"),
     "error.title": ("请求有误", "Bad request"),
     "error.forbidden": ("无权执行此操作", "Forbidden"),
+    "error.rate_limited": ("请求过于频繁，请稍后再试", "Too many requests: try again later"),
     "error.not_found": ("未找到", "Not found"),
     "error.client": ("应用接入信息有误", "Unknown application or redirect URI"),
     "error.client.detail": ("该应用未接入统一身份认证，或回调地址与登记的不一致。"

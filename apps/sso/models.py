@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime
@@ -164,3 +164,46 @@ class RaClientSession(Base):
     sid: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     ra_token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class LogoutDelivery(Base):
+    """One logout token owed to one client (Back-Channel Logout 1.0 §2.5): the outbox that
+    apps/sso/backchannel.py works through. ``pending`` until the client answers 2xx
+    (``delivered``) or the attempts run out or the client refuses the token for good
+    (``failed``, audited). Each attempt posts a freshly signed token (its own ``iat``,
+    ``exp`` and ``jti``), so a late retry is not refused as stale."""
+
+    __tablename__ = "sso_logout_delivery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sso_session.id"), nullable=False,
+                                            index=True)
+    sid: Mapped[str] = mapped_column(String(64), nullable=False)
+    sub: Mapped[str] = mapped_column(String(64), nullable=False)
+    client_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: When the next attempt is due (pending), or when a node claimed it (while sending).
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_sso_logout_delivery_due", "state", "next_attempt_at"),)
+
+
+class RateCounter(Base):
+    """How many times one subject (the SHA-256 of a browser cookie or a source address) did
+    one rate-limited thing (``bucket``) in the fixed window starting at ``window_start``."""
+
+    __tablename__ = "sso_rate_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (UniqueConstraint("bucket", "subject_hash", "window_start",
+                                       name="uq_sso_rate_counter"),)

@@ -14,7 +14,7 @@ What authlib does and what is ours:
   issued, RFC 6749 §4.1.2), the claims a government application needs (name, organisation,
   position, roles, certificate serial) and OpenID Connect Back-Channel Logout 1.0 (logout
   tokens with ``sid``, ``sub`` and the ``events`` claim, never a ``nonce``, POSTed to each
-  client's ``backchannel_logout_uri``).
+  client's ``backchannel_logout_uri`` through a retried outbox: apps/sso/backchannel.py).
 
 The provider is callable without a web framework apart from authlib's Flask request
 adapter; apps/sso/views.py is the thin edge.
@@ -26,12 +26,8 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import logging
-import secrets
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -47,7 +43,7 @@ from flask import g as flask_g
 from flask import request as flask_request
 from sqlalchemy import select, update
 
-from apps.sso import clients, models, sessions
+from apps.sso import backchannel, clients, models, sessions
 from apps.sso.cert_login import ACR_CERTIFICATE, ACR_PASSWORD
 from apps.sso.config import SsoConfig
 from apps.sso.keys import TokenKeys, b64url
@@ -58,8 +54,6 @@ from core.db import transaction, utcnow
 from ra.errors import NotFound
 from ra.officials import load_official
 
-log = logging.getLogger("govpki.sso")
-
 SCOPES: Final = ("openid", "profile", "organisation", "roles", "certificate")
 #: Which claims each scope releases (OIDC Core §5.4 for profile; the rest are govpki's).
 SCOPE_CLAIMS: Final = {
@@ -69,7 +63,7 @@ SCOPE_CLAIMS: Final = {
     "certificate": ("cert_serial", "cert_ca"),
 }
 ACR_VALUES: Final = (ACR_CERTIFICATE, ACR_PASSWORD)
-BACKCHANNEL_EVENT: Final = "http://schemas.openid.net/event/backchannel-logout"
+BACKCHANNEL_EVENT: Final = backchannel.BACKCHANNEL_EVENT
 MAX_CLAIMS_PARAMETER: Final = 4096
 
 
@@ -269,6 +263,15 @@ class EndSession(EndSessionEndpoint):
     def end_session(self, end_session_request: EndSessionRequest) -> None:
         self.server.end_for_request(end_session_request)
 
+    def is_post_logout_redirect_uri_legitimate(self, request: OAuth2Request,
+                                               post_logout_redirect_uri: str, client: Any,
+                                               logout_hint: str | None) -> bool:
+        """§3: without an ID token hint, redirect only where the OP knows the target to be
+        legitimate: the RA pages' own client, whose URIs the provider derived from its issuer
+        (apps/sso/ra_client.py). The URI was already checked to be registered exactly."""
+        return bool(client is not None
+                    and client.get_client_id() == self.server.config.ra_client_id)
+
 
 class _IssuerRequest(FlaskOAuth2Request):
     """authlib's Flask request, with the URI spelt from the issuer: behind the TLS proxy the
@@ -291,6 +294,7 @@ class Provider(AuthorizationServer):
         self.config = config
         self.issuer = config.issuer_for(ctx.config.public_base_url)
         self.keys = TokenKeys(ctx)
+        self.deliverer = backchannel.Deliverer(ctx, config, self.keys, self.issuer)
         self.load_config({
             "OAUTH2_SCOPES_SUPPORTED": list(SCOPES),
             "OAUTH2_TOKEN_EXPIRES_IN": {"authorization_code": config.access_token_seconds},
@@ -511,56 +515,14 @@ class Provider(AuthorizationServer):
             self.logout(sid, reason="rp-initiated" if req.client else "user", actor=actor)
 
     def logout(self, sid: str, *, reason: str, actor: str) -> int:
-        """End a session everywhere: its tokens revoked, each client that took part told over
-        the back channel. Returns how many clients acknowledged."""
+        """End a session everywhere: its tokens revoked, and each client that took part owed
+        a logout token (apps/sso/backchannel.py), tried at once with a short timeout and
+        retried by the scheduler. Returns how many clients acknowledged the first attempt."""
         ended = sessions.end(self.ctx, sid, reason=reason, actor=actor)
-        if ended is None:
+        if ended is None or not ended.deliveries:
             return 0
-        delivered = 0
-        for client_id in ended.client_ids:
-            client = clients.get_client(self.ctx.sessions, client_id)
-            if client is None or not client.backchannel_logout_uri:
-                continue
-            error = self.send_logout_token(client, ended.username, ended.sid)
-            sessions.record_notification(self.ctx, ended.id, client_id, error)
-            delivered += error is None
-        return delivered
-
-    def logout_token(self, client: clients.RegisteredClient, sub: str, sid: str) -> str:
-        """Back-Channel Logout 1.0 §2.4: iss, aud, iat, exp, jti, events, sub and sid; never
-        a nonce; typ logout+jwt (§2.4, explicit typing, RFC 8725 §3.11)."""
-        now = int(time.time())
-        return self.keys.sign({
-            "iss": self.issuer, "aud": client.client_id, "iat": now,
-            "exp": now + self.config.logout_token_seconds, "jti": secrets.token_urlsafe(16),
-            "sub": sub, "sid": sid, "events": {BACKCHANNEL_EVENT: {}},
-        }, typ="logout+jwt")
-
-    def send_logout_token(self, client: clients.RegisteredClient, sub: str, sid: str
-                          ) -> str | None:
-        """POST the logout token (§2.5); None when the client answered 2xx, else why not."""
-        assert client.backchannel_logout_uri is not None
-        body = urllib.parse.urlencode({"logout_token": self.logout_token(client, sub, sid)})
-        request = urllib.request.Request(  # noqa: S310 (registered http(s) URI)
-            client.backchannel_logout_uri, data=body.encode("ascii"), method="POST",
-            headers={"Content-Type": "application/x-www-form-urlencoded"})
-        error: str | None = None
-        try:
-            with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self.config.backchannel_timeout_seconds) as response:
-                response.read(4096)
-        except urllib.error.HTTPError as exc:
-            error = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            error = f"unreachable: {getattr(exc, 'reason', exc)}"
-        with transaction(self.ctx.sessions) as session:
-            audit.record_event(session, actor="system", action="sso.backchannel-logout",
-                               object_type="sso-client", object_id=client.client_id,
-                               outcome="success" if error is None else "failure",
-                               details={"sub": sub, "error": error})
-        if error is not None:
-            log.warning("back-channel logout to %s failed: %s", client.client_id, error)
-        return error
+        outcomes = self.deliverer.deliver(ended.deliveries)
+        return sum(o.state == backchannel.DELIVERED for o in outcomes)
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The RA web pages (/ra) as an OpenID Connect client of the provider: "RA operators and
 administrators log in through the same provider".
 
-New routes under /ra/sso (ra/web itself is unchanged; docs/sso.md gives the two-line change
-that makes its login page offer this):
+New routes under /ra/sso (ra/web sends operators here: certificate login is how they log in,
+the bootstrap administrator's password form aside):
 
 * ``GET /ra/sso/login?next=/ra/...`` — an authorization request (code flow, PKCE S256, nonce,
   state); state, verifier, nonce and the page to return to travel in a cookie sealed with the
@@ -47,11 +47,11 @@ from ca.context import CaContext
 from core import audit
 from core.db import transaction, utcnow
 from ra.authn import end_sessions_by_hash, start_session
-from ra.config import ra_config_from
 from ra.errors import AuthenticationFailed, NotFound
 from ra.operators import get_operator
 from ra.records import Operator
 from ra.sealing import Sealer
+from ra.web.base import ra_config
 
 bp = Blueprint("sso_ra_client", __name__)
 
@@ -78,19 +78,24 @@ class OidcLogin:
 
 
 def ra_client(server: Provider) -> clients.RegisteredClient:
-    """The RA's own client registration, made on first use."""
+    """The RA's own client registration, made on first use; its URIs follow the issuer (a
+    changed ``[sso] issuer`` or public base URL moves them with it)."""
     client_id = sso_config().ra_client_id
-    found = clients.get_client(server.ctx.sessions, client_id)
-    if found is not None:
-        return found
     base = server.issuer
-    created, _secret = clients.add_client(
-        server.ctx.sessions, "system", CLIENT_NAME, client_id=client_id, public=True,
-        redirect_uris=[f"{base}/ra/sso/callback"],
-        post_logout_redirect_uris=[f"{base}/ra/login?bye=1"],
-        backchannel_logout_uri=f"{base}/ra/sso/backchannel-logout",
-        initiate_login_uri=f"{base}/ra/sso/login")
-    return created
+    uris: dict[str, Any] = {
+        "redirect_uris": [f"{base}/ra/sso/callback"],
+        "post_logout_redirect_uris": [f"{base}/ra/login?bye=1"],
+        "backchannel_logout_uri": f"{base}/ra/sso/backchannel-logout",
+        "initiate_login_uri": f"{base}/ra/sso/login"}
+    found = clients.get_client(server.ctx.sessions, client_id)
+    if found is None:
+        created, _secret = clients.add_client(server.ctx.sessions, "system", CLIENT_NAME,
+                                              client_id=client_id, public=True, **uris)
+        return created
+    if (list(found.redirect_uris), list(found.post_logout_redirect_uris),
+            found.backchannel_logout_uri, found.initiate_login_uri) != tuple(uris.values()):
+        return clients.set_uris(server.ctx.sessions, "system", client_id, **uris)
+    return found
 
 
 def _seal(data: dict[str, Any]) -> str:
@@ -197,7 +202,6 @@ def ra_callback() -> ResponseReturnValue:
         server.refuse("ra.login", client.client_id, "oidc", {"message": exc.message[:200]})
         return error_page(403, "error.forbidden", exc.message)
     ctx = ca_context()
-    ra_config = ra_config_from(ctx.config.sections)
     method = OidcLogin(acr=str(claims.get("acr") or "urn:govpki:acr:oidc"))
     token, _ = start_session(ctx, operator, method, client=request.remote_addr or "")
     with transaction(ctx.sessions) as session:
@@ -206,7 +210,7 @@ def ra_callback() -> ResponseReturnValue:
                                            .hexdigest(), created_at=utcnow()))
     response = redirect(_safe_ra_next(str(saved.get("next"))), 303)
     response.set_cookie(RA_SESSION_COOKIE, token, path="/ra", httponly=True,
-                        secure=ra_config.cookie_secure, samesite="Strict")
+                        secure=ra_config().cookie_secure, samesite="Strict")
     response.delete_cookie(STATE_COOKIE, path="/ra/sso")
     return response
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from apps.sso import models
+from apps.sso import backchannel, models
 from apps.sso.cert_login import AMR, LoginResult
 from apps.sso.config import SsoConfig
 from ca.context import CaContext
@@ -155,11 +155,14 @@ class EndedSession:
     username: str
     operator_id: int
     client_ids: tuple[str, ...]
+    #: The back-channel logout deliveries owed for it (apps/sso/backchannel.py).
+    deliveries: tuple[int, ...] = ()
 
 
 def end(ctx: CaContext, sid: str, *, reason: str, actor: str) -> EndedSession | None:
-    """End a session and revoke its access tokens; returns what back-channel logout needs
-    (None when it had already ended)."""
+    """End a session and revoke its access tokens, and owe each client that took part a
+    logout token (one transaction: no logout is lost on the way); None when it had already
+    ended."""
     now = utcnow()
     with transaction(ctx.sessions) as session:
         row = by_sid(session, sid)
@@ -171,19 +174,11 @@ def end(ctx: CaContext, sid: str, *, reason: str, actor: str) -> EndedSession | 
             models.AccessToken.revoked_at.is_(None)).values(revoked_at=now))
         client_ids = tuple(session.scalars(select(models.SessionClient.client_id).where(
             models.SessionClient.session_id == row.id)))
+        deliveries = backchannel.enqueue(session, session_id=row.id, sid=row.sid,
+                                         sub=row.username, client_ids=client_ids, now=now)
         audit.record_event(session, actor=actor, action="sso.logout", object_type="operator",
                            object_id=row.username, outcome="success",
                            details={"session": row.id, "reason": reason,
                                     "clients": list(client_ids)})
-        return EndedSession(row.id, row.sid, row.username, row.operator_id, client_ids)
-
-
-def record_notification(ctx: CaContext, session_id: int, client_id: str,
-                        error: str | None) -> None:
-    with transaction(ctx.sessions) as session:
-        row = session.scalar(select(models.SessionClient).where(
-            models.SessionClient.session_id == session_id,
-            models.SessionClient.client_id == client_id))
-        if row is not None:
-            row.notified_at = utcnow()
-            row.notify_error = error[:255] if error else None
+        return EndedSession(row.id, row.sid, row.username, row.operator_id, client_ids,
+                            deliveries)

@@ -27,7 +27,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from apps.sso import cert_login, clients, i18n, sessions
+from apps.sso import cert_login, clients, i18n, ratelimit, sessions
 from apps.sso.cert_login import (
     ACR_CERTIFICATE,
     ACR_PASSWORD,
@@ -37,15 +37,15 @@ from apps.sso.cert_login import (
     password_result,
 )
 from apps.sso.config import SsoConfig, sso_config_from
-from apps.sso.errors import MalformedInput
+from apps.sso.errors import ChallengeRefused, MalformedInput, RateLimited
 from apps.sso.provider import ACR_VALUES, Provider, SsoUser, requested_acr
 from apps.sso.sessions import ProviderSession
 from ca.context import CaContext
 from core.errors import GovpkiError
 from hsm.challenge import origin_of
 from ra.authn import LoginMethod, login_methods
-from ra.config import ra_config_from
-from ra.errors import AccountLocked, AuthenticationFailed
+from ra.errors import AccountLocked, AuthenticationFailed, PasswordLoginNotAllowed
+from ra.web.base import ra_config
 
 log = logging.getLogger("govpki.sso")
 
@@ -101,6 +101,19 @@ def _(key: str, **kwargs: Any) -> str:
 
 def client_address() -> str:
     return request.remote_addr or ""
+
+
+def _rate_subjects(*, new_browser: bool) -> list[ratelimit.Subject]:
+    """Whom a rate limit counts: the source address and, when it has one (or, for a new
+    login code, is getting one), the browser."""
+    subjects = [ratelimit.Subject("address", ratelimit.source_address(
+        client_address(), request.headers.get("X-Forwarded-For"), sso_config()))]
+    existing = request.cookies.get(BROWSER_COOKIE, "")
+    browser = _browser_token() if new_browser else (
+        existing if 32 <= len(existing) <= 128 else "")
+    if browser:
+        subjects.append(ratelimit.Subject("browser", browser))
+    return subjects
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,12 +243,17 @@ def _wants_json() -> bool:
 @bp.errorhandler(GovpkiError)
 def _govpki_error(exc: GovpkiError) -> ResponseReturnValue:
     status = exc.http_status if 400 <= exc.http_status < 600 else 500
+    response: Response
     if _wants_json():
         response = jsonify(exc.problem())
         response.content_type = "application/problem+json"
-        return response, status
-    return error_page(status, "error.forbidden" if status == 403 else "error.title",
-                      exc.message)
+    else:
+        title = {403: "error.forbidden", 429: "error.rate_limited"}.get(status, "error.title")
+        body, status = error_page(status, title, exc.message)
+        response = Response(body, status, mimetype="text/html")
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4, RFC 9110 §10.2.3
+    return response, status
 
 
 @bp.errorhandler(HTTPException)
@@ -364,11 +382,11 @@ def _too_old(session: ProviderSession | None, max_age: str | None) -> bool:
 
 def _methods() -> dict[str, LoginMethod]:
     """The provider's login methods: certificate login first, then ra.authn's (password +
-    TOTP, the bootstrap administrator's)."""
+    TOTP: the bootstrap administrator's, as ``[ra] password_login`` says)."""
     config = sso_config()
     methods: dict[str, LoginMethod] = {m.name: m for m in (SignedChallengeLogin(config),
                                                            ClientCertificateLogin(config))}
-    methods.update(login_methods(ra_config_from(ca_context().config.sections)))
+    methods.update(login_methods(ra_config()))
     return methods
 
 
@@ -381,6 +399,8 @@ def _login_page(status: int = 200, *, failure: str | None = None,
                 failure_detail: str = "", username: str = "") -> tuple[str, int]:
     config = sso_config()
     acr = _requested_acr()
+    ratelimit.take(ca_context(), config, ratelimit.CHALLENGE, _rate_subjects(new_browser=True),
+                   client=client_address())
     challenge = cert_login.new_challenge(ca_context(), config, _browser_token(),
                                          client=client_address())
     next_url = safe_next(request.values.get("next"))
@@ -390,7 +410,9 @@ def _login_page(status: int = 200, *, failure: str | None = None,
         if state in ("refused", "expired"):
             failure, failure_detail = "login.failed", detail or _("login.challenge.expired")
     return render("login.html", status, challenge=challenge, next=next_url,
-                  acr=" ".join(acr), show_password=not acr or ACR_PASSWORD in acr,
+                  acr=" ".join(acr), show_password=ra_config().any_password_login and (
+                      not acr or ACR_PASSWORD in acr),
+                  password_open=failure in ("login.password_failed", "login.certificate_only"),
                   acr_required=ACR_CERTIFICATE in acr and ACR_PASSWORD not in acr,
                   has_client_cert=bool(request.headers.get(CLIENT_CERT_HEADER)),
                   failure=failure, failure_detail=failure_detail, username=username,
@@ -417,6 +439,7 @@ def login_post() -> ResponseReturnValue:
     if method is None:
         return _login_page(400, failure="login.password_failed")
     if isinstance(method, SignedChallengeLogin):
+        _check_answers()
         form = {"challenge": request.form.get("challenge", ""), "browser": _browser_token()}
     elif isinstance(method, ClientCertificateLogin):
         form = {"client_cert": request.headers.get(CLIENT_CERT_HEADER, "")}
@@ -431,9 +454,13 @@ def login_post() -> ResponseReturnValue:
             result = password_result(method, method.authenticate(ctx, form,
                                                                  client=client_address()))
     except LoginRefused as exc:
+        if isinstance(exc, ChallengeRefused):
+            _count_wrong_answer()
         key = f"refused.{exc.reason}"
         return _login_page(exc.http_status, failure="login.failed",
                            failure_detail=_(key) if i18n.has(key) else exc.message)
+    except PasswordLoginNotAllowed as exc:
+        return _login_page(exc.http_status, failure="login.certificate_only")
     except (AuthenticationFailed, AccountLocked) as exc:
         return _login_page(exc.http_status, failure="login.password_failed",
                            username=username)
@@ -466,6 +493,17 @@ def _json_body() -> object:
         raise MalformedInput("the body must be JSON") from None
 
 
+def _check_answers() -> None:
+    """Refuse (429) a source address or browser that has sent too many wrong codes."""
+    ratelimit.check(ca_context(), sso_config(), ratelimit.ANSWER_FAILURE,
+                    _rate_subjects(new_browser=False), client=client_address())
+
+
+def _count_wrong_answer() -> None:
+    ratelimit.record(ca_context(), sso_config(), ratelimit.ANSWER_FAILURE,
+                     _rate_subjects(new_browser=False))
+
+
 @bp.post("/sso/challenge")
 def challenge_fetch() -> Response:
     """For `govpki token sign-challenge`: the challenge a code names."""
@@ -473,7 +511,12 @@ def challenge_fetch() -> Response:
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(code, str):
         raise MalformedInput("the body must be {\"code\": \"…\"}")
-    record = cert_login.describe_challenge(ca_context(), code, client=client_address())
+    _check_answers()
+    try:
+        record = cert_login.describe_challenge(ca_context(), code, client=client_address())
+    except ChallengeRefused:
+        _count_wrong_answer()
+        raise
     return jsonify({"origin": origin_of(provider().issuer), "nonce": record.nonce,
                     "expires_at": int(record.expires_at.timestamp()),
                     "requested_from": record.client_address,
@@ -483,9 +526,14 @@ def challenge_fetch() -> Response:
 @bp.post("/sso/challenge/answer")
 def challenge_answer() -> Response:
     answer = cert_login.parse_answer(_json_body())
-    result = cert_login.answer_challenge(ca_context(), sso_config(), answer,
-                                         origin=origin_of(provider().issuer),
-                                         client=client_address())
+    _check_answers()
+    try:
+        result = cert_login.answer_challenge(ca_context(), sso_config(), answer,
+                                             origin=origin_of(provider().issuer),
+                                             client=client_address())
+    except ChallengeRefused:
+        _count_wrong_answer()
+        raise
     return jsonify({"status": "signed", "username": result.operator.username,
                     "name": result.operator.display_name})
 

@@ -1,9 +1,12 @@
 """Login, logout and the language switch.
 
-The login page knows nothing about passwords or TOTP: it renders the fields each method of
-ra.authn.login_methods() names and hands the form to that method, so certificate login (the
-SSO issue) appears here as one more method without a change to this module. A failed login
-shows one generic message whichever factor was wrong; a lockout shows its own.
+Operators log in with the certificate on their USB key through the single sign-on provider
+(apps/sso, /ra/sso/login) when govpki has mounted it: that is the login page's main button,
+and where a request without a session is sent (ra.web.base). The password + TOTP form below
+it is the bootstrap administrator's (``[ra] password_login``); it renders the fields each
+method of ra.authn.login_methods() names and hands the form to that method. A failed login
+shows one generic message whichever factor was wrong; a lockout shows its own, and an account
+that must use its certificate (right password, wrong kind of account) a page pointing there.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from ra.authn import LANGUAGES, end_session, login_methods, set_session_lang, start_session
-from ra.errors import AccountLocked, AuthenticationFailed
+from ra.errors import AccountLocked, AuthenticationFailed, PasswordLoginNotAllowed
 from ra.web import csrf
 from ra.web.base import (
     COOKIE_PATH,
     LANG_COOKIE,
+    SSO_LOGIN_KEY,
+    SSO_LOGOUT_KEY,
     bp,
     ca_context,
     clear_session_cookie,
@@ -27,30 +32,38 @@ from ra.web.base import (
     safe_next,
     session_token,
     set_session_cookie,
+    sso_login_url,
     web_session,
 )
 
+__all__ = ["SSO_LOGIN_KEY", "SSO_LOGOUT_KEY"]
+
 #: What the login page says for each outcome that is not a success (message keys).
-_FAILURE_KEYS = {AuthenticationFailed.kind: "login.failed", AccountLocked.kind: "login.locked"}
+_FAILURE_KEYS = {AuthenticationFailed.kind: "login.failed", AccountLocked.kind: "login.locked",
+                 PasswordLoginNotAllowed.kind: "login.certificate_only"}
 
 
 def _login_page(status: int = 200, *, failure: str | None = None,
                 username: str = "") -> tuple[str, int]:
-    methods = list(login_methods(ra_config()).values())
+    """The login page. With the provider mounted and passwords kept for the bootstrap
+    administrator, certificate login is the page's one main action and the password form a
+    secondary, folded section (opened by ?password=1 or when it has something to say)."""
+    config = ra_config()
+    methods = list(login_methods(config).values())
+    if not config.any_password_login:
+        methods = [m for m in methods if "password" not in m.fields]
     notice = None
     if request.args.get("expired"):
         notice = "login.expired"
     elif request.args.get("bye"):
         notice = "login.bye"
+    sso_login = sso_login_url()
+    secondary = sso_login is not None and config.certificate_first
     return render("login.html", status, methods=methods, failure=failure, notice=notice,
                   username=username, next=safe_next(request.values.get("next")),
-                  sso_login=current_app.config.get(SSO_LOGIN_KEY))
-
-
-#: app.config keys the composition root sets when the SSO provider is mounted: where the login
-#: page's "统一身份认证" button goes, and where logging out of an SSO session continues.
-SSO_LOGIN_KEY = "GOVPKI_RA_SSO_LOGIN"
-SSO_LOGOUT_KEY = "GOVPKI_RA_SSO_LOGOUT"
+                  sso_login=sso_login, password_secondary=secondary,
+                  password_open=bool(failure or request.args.get("password")),
+                  restricted=config.certificate_first)
 
 
 @bp.get("/login")
@@ -72,7 +85,7 @@ def login_post() -> ResponseReturnValue:
     client = request.remote_addr or ""
     try:
         operator = method.authenticate(ctx, form, client=client)
-    except (AuthenticationFailed, AccountLocked) as exc:
+    except (AuthenticationFailed, AccountLocked, PasswordLoginNotAllowed) as exc:
         return _login_page(exc.http_status, failure=_FAILURE_KEYS[exc.kind], username=username)
     # A fresh token on every login: a cookie planted before login is never promoted.
     token, _session = start_session(ctx, operator, method, client=client, lang=lang())

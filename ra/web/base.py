@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any, Final, cast
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -38,6 +39,11 @@ COOKIE_PATH: Final = "/ra"
 #: the "no such page" answer. Everything else redirects to the login page.
 PUBLIC_ENDPOINTS: Final = frozenset({"ra_web.login", "ra_web.login_post", "ra_web.lang",
                                      "ra_web.static", "ra_web.unknown_page"})
+#: app.config keys the composition root sets when the SSO provider is mounted: where operators
+#: log in (certificate login through the provider, the default way in), and where logging out
+#: of an SSO session continues (RP-initiated logout, so every application's session ends).
+SSO_LOGIN_KEY: Final = "GOVPKI_RA_SSO_LOGIN"
+SSO_LOGOUT_KEY: Final = "GOVPKI_RA_SSO_LOGOUT"
 #: China has one time zone and no daylight saving: times are shown as Beijing time.
 DISPLAY_TZ: Final = dt.timezone(dt.timedelta(hours=8))
 #: Content-Security-Policy of every page: nothing but our own origin, no inline script or
@@ -58,6 +64,11 @@ def ra_config() -> RaConfig:
         config = ra_config_from(ca_context().config.sections)
         current_app.config["GOVPKI_RA_CONFIG"] = config
     return cast(RaConfig, config)
+
+
+def sso_login_url() -> str | None:
+    """Where certificate login starts, when govpki mounted the SSO provider (else None)."""
+    return cast(str | None, current_app.config.get(SSO_LOGIN_KEY))
 
 
 def web_session() -> WebSession | None:
@@ -109,6 +120,12 @@ def _before() -> ResponseReturnValue | None:
         raise NotFound()
     if current is None and request.endpoint not in PUBLIC_ENDPOINTS:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
+        sso_login = sso_login_url()
+        if sso_login is not None and config.certificate_first:
+            # Operators log in with their certificate through the provider; /ra/login stays
+            # for the bootstrap administrator's password.
+            return redirect(sso_login + (f"?{urlencode({'next': target})}" if target else ""),
+                            303)
         return redirect(url_for("ra_web.login", next=target,
                                 expired=1 if g.ra_session_expired else None), 303)
     if request.method == "POST":

@@ -85,6 +85,16 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "login.bye": ("您已安全退出。", "You have logged out."),
     "dashboard.expiring.by_org": ("按单位查看", "by organisation"),
     "login.sso": ("统一身份认证登录（USB Key）", "Single sign-on (USB key)"),
+    "login.intro.sso": ("操作员请插入 USB Key，使用其中的数字证书登录。",
+                        "Operators log in with the certificate on their USB key."),
+    "login.bootstrap_password": ("初始管理员口令登录", "Bootstrap administrator: password login"),
+    "login.bootstrap_note": ("口令 + 动态口令登录仅限初始管理员；其他操作员请使用 USB Key 登录。",
+                             "Password + one-time code is for the bootstrap administrator "
+                             "only; other operators log in with their USB key."),
+    "login.certificate_only": ("口令登录仅保留给初始管理员。请使用 USB Key 中的数字证书，"
+                               "通过统一身份认证登录。",
+                               "Password login is kept for the bootstrap administrator only. "
+                               "Log in with the certificate on your USB key (single sign-on)."),
     "login.sso_or_password": ("或使用口令和动态口令登录：",
                               "or log in with password and one-time code:"),
     "login.help": ("仅限授权操作员使用。所有操作均记入审计日志。",
@@ -322,6 +332,7 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "operators.active": ("启用", "Active"),
     "operators.inactive": ("停用", "Deactivated"),
     "operators.none": ("没有可显示的操作员。", "No operator to show."),
+    "operators.bootstrap": ("初始管理员（可口令登录）", "bootstrap administrator (password login)"),
     # Errors
     "error.back": ("返回工作台", "Back to the dashboard"),
     "error.field": ("有误的字段：{field}", "Field: {field}"),

@@ -178,7 +178,8 @@ def restore_and_check(before: dict[str, Any], inst: Installation, archive: Path,
         # ra-secret.key travelled: the operator's sealed TOTP seed still opens
         from ra.config import RaConfig
 
-        login = credentials.PasswordTotpLogin(RaConfig()).authenticate(
+        # (password_login "all": clerk-1 is no bootstrap administrator; this checks the seed)
+        login = credentials.PasswordTotpLogin(RaConfig(password_login="all")).authenticate(
             ctx, {"username": inst.operator, "password": PASSWORD,
                   "totp": credentials.totp_now(inst.totp_uri)}, client="test")
         assert login.username == inst.operator

@@ -1,4 +1,9 @@
-"""Password + TOTP login, lockout, and server-side web sessions, on a real database."""
+"""Password + TOTP login, lockout, and server-side web sessions, on a real database.
+
+The factor, replay and lockout tests use operators made for the purpose with ``[ra]
+password_login = "all"``: they are about the password machinery, which works the same for
+any account. Who may use it at all (the bootstrap administrator only, by default) is
+test_authn_bootstrap.py."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from ra.config import RaConfig
 from ra.errors import AccountLocked, AuthenticationFailed, Forbidden, ValidationError
 from tests.ra.conftest import TEST_PASSWORD, ensure_admin, make_login, make_operator
 
-CONFIG = RaConfig(lockout_threshold=3, lockout_minutes=15)
+CONFIG = RaConfig(lockout_threshold=3, lockout_minutes=15, password_login="all")
 
 
 def _login(pki, username: str, password: str, code: str):

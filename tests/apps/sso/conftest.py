@@ -68,15 +68,18 @@ def issue(pki: Pki, official: Official, public_csr: bytes) -> x509.Certificate:
         return find_certificate(session, ref.serial, ref.ca).certificate()
 
 
-def make_person(pki: Pki, *, name: str = "王芳", with_account: bool = True) -> Person:
+def make_person(pki: Pki, *, name: str = "王芳", with_account: bool = True,
+                role: str = "official", org: str = "630100-BGT") -> Person:
+    """An official with a signing certificate and (``with_account``) the one RA account linked
+    to their record: a self-service account by default, or an operator's (``role`` at
+    ``org``), whose certificate is then how that operator logs in."""
     clerk = make_operator(pki, "630100", "ra-operator")
     official = create_official(pki.ctx.sessions, clerk, OfficialInput(
         unique("SSO"), name, "630100-BGT", "科员", "0971-1234567", "秘书科"))
     account = None
     if with_account:
         account = operators.add_operator(pki.ctx.sessions, ensure_admin(pki), unique("gz"),
-                                         org_code="630100-BGT", role="official",
-                                         display_name=name,
+                                         org_code=org, role=role, display_name=name,
                                          official_identifier=official.identifier)
     key = new_key("ec-p256")
     cert = issue(pki, official, make_csr(key))
@@ -92,11 +95,24 @@ def sso_pki(file_pki: Pki) -> Pki:
     return sso_ready(file_pki)
 
 
+#: Every test client and served test app comes from 127.0.0.1 and shares the database's rate
+#: counters: tests about something else must not run into each other's wrong codes
+#: (test_ratelimit.py tests the limits, each from an address of its own).
+ROOMY_LIMITS: dict[str, int] = {"challenges_per_address": 100_000,
+                                "answer_failures_per_address": 100_000}
+
+
 def make_app(pki: Pki, issuer: str = LOCAL, **sso: Any) -> Flask:
     app = _flask_app(pki.ctx, with_ca=True)
     app.config["GOVPKI_RA_CONFIG"] = RaConfig(cookie_secure=False)
-    app.config["GOVPKI_SSO_CONFIG"] = SsoConfig(issuer=issuer, cookie_secure=False, **sso)
+    app.config["GOVPKI_SSO_CONFIG"] = SsoConfig(issuer=issuer, cookie_secure=False,
+                                                **{**ROOMY_LIMITS, **sso})
     return app
+
+
+def served_config(base: str, **sso: Any) -> SsoConfig:
+    """The [sso] settings of an app served on ``base`` (its issuer is known once it listens)."""
+    return SsoConfig(issuer=base, cookie_secure=False, **{**ROOMY_LIMITS, **sso})
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ import secrets
 import pytest
 from click.testing import CliRunner
 
-from apps.sso.config import SsoConfig
 from govpki.cli import cli
 from ra import enrollment, operators
 from ra.officials import OfficialInput, create_official
 from tests import softhsm
-from tests.apps.sso.conftest import audit_events, make_app
+from tests.apps.sso.conftest import audit_events, make_app, served_config
 from tests.browser import VIEWPORT, chromium, require_browser, screenshot, serve
 from tests.govpki.test_token_enroll import PIN, SO_PIN, _approve_when_submitted
 from tests.ra.conftest import ensure_admin, make_operator, unique
@@ -44,7 +43,7 @@ def test_certificate_login_portal_ra_and_logout_everywhere(sso_pki, tmp_path_fac
     env = {"GOVPKI_TOKEN_PIN": PIN, "GOVPKI_PKCS11_MODULE": softhsm.SOFTHSM_MODULE}
     app = make_app(pki)
     with serve(app) as base, chromium(executable) as browser:
-        app.config["GOVPKI_SSO_CONFIG"] = SsoConfig(issuer=base, cookie_secure=False)
+        app.config["GOVPKI_SSO_CONFIG"] = served_config(base)
         code, _ = enrollment.create_enrollment_code(pki.ctx, clerk, official.identifier)
         approving = _approve_when_submitted(pki, approver, official)
         enrolled = CliRunner().invoke(cli, ["token", "enroll", "--token", label, "--ra", base,
@@ -86,8 +85,8 @@ def test_certificate_login_portal_ra_and_logout_everywhere(sso_pki, tmp_path_fac
         page.get_by_role("button", name="退出").click()
         page.wait_for_selector("#logged-out")
         screenshot(page, "sso-04-logged-out")
-        page.goto(f"{base}/ra/")
-        assert "/ra/login" in page.url
+        page.goto(f"{base}/ra/")  # no RA session, no provider session: certificate login
+        assert "/sso/login" in page.url and "/ra/" not in page.url.split("?")[0]
         page.goto(f"{base}/sso/portal")
         assert "/sso/login" in page.url
         assert not errors, errors

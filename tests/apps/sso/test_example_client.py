@@ -9,8 +9,7 @@ from pathlib import Path
 import requests
 
 from apps.sso import clients
-from apps.sso.config import SsoConfig
-from tests.apps.sso.conftest import make_app
+from tests.apps.sso.conftest import make_app, served_config
 from tests.apps.sso.test_http_client import _user_agent_login
 from tests.browser import serve
 
@@ -28,7 +27,7 @@ def _example():
 def test_example_office_application(sso_pki, person) -> None:
     provider_app = make_app(sso_pki)
     with serve(provider_app) as base:
-        provider_app.config["GOVPKI_SSO_CONFIG"] = SsoConfig(issuer=base, cookie_secure=False)
+        provider_app.config["GOVPKI_SSO_CONFIG"] = served_config(base)
         holder: dict = {}
 
         def late(environ, start_response):  # the example app is made once its URL is known

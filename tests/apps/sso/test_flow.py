@@ -116,10 +116,12 @@ def test_portal_lists_applications(app, person, office_app) -> None:
 
 
 def test_acr_values_demand_certificate_after_password_login(app, sso_pki, office_app) -> None:
-    from tests.ra.web.conftest import csrf_of, make_login, totp
+    """The bootstrap administrator's password login is acr password-totp; an application
+    that wants a certificate login gets the login page with certificate login only."""
+    from tests.ra.web.conftest import bootstrap_login, csrf_of, totp
 
     registered, secret = office_app
-    login = make_login(sso_pki, "630000", "ca-admin")
+    login = bootstrap_login(sso_pki)
     client = app.test_client()
     page = client.get("/sso/login").get_data(as_text=True)
     done = client.post("/sso/login", data={

@@ -17,13 +17,13 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from apps.sso.cert_login import ACR_CERTIFICATE
-from apps.sso.config import SsoConfig
 from tests.apps.sso.conftest import (
     audit_events,
     challenge_of,
     csrf_of,
     make_app,
     register,
+    served_config,
     sign_answer,
 )
 from tests.browser import serve
@@ -64,7 +64,7 @@ def run_code_flow(pki, person, *, public: bool = False) -> None:
     rp = RelyingParty()
     app = make_app(pki)
     with serve(app) as base, serve(rp.app) as rp_base:
-        app.config["GOVPKI_SSO_CONFIG"] = SsoConfig(issuer=base, cookie_secure=False)
+        app.config["GOVPKI_SSO_CONFIG"] = served_config(base)
         registered, secret = register(pki, base=rp_base, public=public,
                                       backchannel=f"{rp_base}/backchannel")
         meta = requests.get(f"{base}/.well-known/openid-configuration", timeout=10).json()

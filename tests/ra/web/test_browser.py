@@ -3,56 +3,75 @@
 Two operators of one prefecture in two browser contexts (two people, two sessions): A registers
 an official and submits a new-pair request with a CSR, B approves it and the certificate is
 issued; A asks for its revocation, B approves, the certificate shows as revoked. An auditor
-reads the audit log. Screenshots of the main pages are saved as artefacts
-(tests/browser.py), and the pages must run without a single console error or CSP violation.
+reads the audit log. Every operator logs in as operators do: with the certificate of their
+own official record, through single sign-on (the test answers the login code as
+`govpki token sign-challenge` would, with a software key, while the page polls). Screenshots
+of the main pages are saved as artefacts (tests/browser.py), and the pages must run without a
+single console error or CSP violation.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import requests
 
 from ra import requests as requests_service
-from ra.credentials import totp_now
+from ra.web.auth_views import SSO_LOGOUT_KEY
+from tests.apps.sso.conftest import Person, make_person, served_config, sign_answer
 from tests.browser import VIEWPORT, chromium, require_browser, screenshot, serve
 from tests.ca.helpers import make_csr, new_key
 from tests.ra.conftest import unique
-from tests.ra.web.conftest import Login, make_app, make_login
+from tests.ra.web.conftest import make_app
 
 pytestmark = pytest.mark.browser
 
 
-def _log_in(context, base: str, login: Login, shot: str | None = None):
+def _log_in(context, base: str, person: Person, shot: str | None = None):
+    """Certificate login: the RA sends the browser to the provider's login page, the official's
+    tool answers the code shown there, the page logs in and comes back to the RA."""
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{base}/ra/")
-    assert page.url.startswith(f"{base}/ra/login")
     if shot:
+        page.goto(f"{base}/ra/login")
         screenshot(page, shot)
-    page.fill("#password-totp-username", login.username)
-    page.fill("#password-totp-password", login.password)
-    page.fill("#password-totp-totp", totp_now(login.otpauth))
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{base}/ra/")
-    assert login.operator.display_name in page.inner_text(".topbar")
+        page.click("#sso-login")
+    else:
+        page.goto(f"{base}/ra/")
+    page.wait_for_selector("#challenge-code")
+    assert page.url.startswith(f"{base}/sso/login")
+    code = page.inner_text("#challenge-code").strip()
+    agent = requests.Session()  # the official's machine, not the browser
+    answered = sign_answer(None, person.key, person.certificate, code, origin=base,
+                           post=lambda path, body: agent.post(base + path, json=body,
+                                                              timeout=10))
+    assert answered.status_code == 200, answered.text
+    page.wait_for_url(f"{base}/ra/", timeout=15000)
+    assert person.account.display_name in page.inner_text(".topbar")
     return page, errors
 
 
 def test_register_request_approve_revoke(web_pki, tmp_path: Path) -> None:
     executable = require_browser()
     pki = web_pki
-    a = make_login(pki, "630100", "ra-operator")
-    b = make_login(pki, "630100", "ra-operator")
-    auditor = make_login(pki, "630000", "auditor")
+    a = make_person(pki, name="马受理", role="ra-operator", org="630100")
+    b = make_person(pki, name="韩审核", role="ra-operator", org="630100")
+    auditor = make_person(pki, name="祁审计", role="auditor", org="630000")
     identifier = unique("XN")
     csr_file = tmp_path / "official.csr"
     csr_file.write_bytes(make_csr(new_key("ec-p256")))
 
-    with serve(make_app(pki)) as base, chromium(executable) as browser:
+    app = make_app(pki)
+    with serve(app) as base, chromium(executable) as browser:
+        app.config["GOVPKI_SSO_CONFIG"] = served_config(base)
+        app.config[SSO_LOGOUT_KEY] = (
+            "/oauth/logout?client_id=govpki-ra&post_logout_redirect_uri="
+            + quote(f"{base}/ra/login?bye=1", safe=""))
         ctx_a = browser.new_context(viewport=VIEWPORT)
         ctx_b = browser.new_context(viewport=VIEWPORT)
         page_a, errors_a = _log_in(ctx_a, base, a, shot="01-login")
@@ -103,7 +122,7 @@ def test_register_request_approve_revoke(web_pki, tmp_path: Path) -> None:
         assert "已签发" in page_b.inner_text("main")
 
         # The certificate appears on the official's page.
-        [serial] = requests_service.get_request(pki.ctx, b.operator, request_id).issued
+        [serial] = requests_service.get_request(pki.ctx, b.account, request_id).issued
         page_a.goto(f"{base}/ra/official/{identifier}")
         screenshot(page_a, "06-official")
         page_a.get_by_role("link", name=serial.serial).click()
@@ -150,11 +169,14 @@ def test_register_request_approve_revoke(web_pki, tmp_path: Path) -> None:
         page_c.goto(f"{base}/ra/audit")
         screenshot(page_c, "11-audit", full_page=False)
 
-        # A logs out: the session ends.
+        # A logs out: the RA session ends, and the provider's too once A confirms there (a
+        # logout without an ID token hint is confirmed, RP-Initiated Logout 1.0 §6).
         page_a.get_by_role("button", name="退出").click()
+        page_a.wait_for_url(re.compile(r".*/oauth/logout\?.*"))
+        page_a.get_by_role("main").get_by_role("button", name="退出").click()
         page_a.wait_for_url(re.compile(r".*/ra/login\?bye=1"))
         page_a.goto(f"{base}/ra/")
-        assert "/ra/login" in page_a.url
+        assert "/sso/login" in page_a.url  # no session left anywhere: certificate login again
 
         for context in (ctx_a, ctx_b, ctx_c):
             context.close()

@@ -23,7 +23,7 @@ from ca.issuer import Issuer, load_issuer
 from ca.models import Authority, Certificate, Generation, ServiceKey
 from ca.plan import plan_for
 from ca.tbs import build_name
-from core import audit
+from core import audit, events
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
 from hsm.algorithms import KeyType
@@ -273,7 +273,8 @@ def _certify_authority(ctx: CaContext, spec: AuthoritySpec, signer: Signer, acto
         with transaction(ctx.sessions) as session:
             issuer = load_issuer(session, ctx, spec.parent, now)
         self_signed = False
-    plan = plan_for(profile, signer.public_key(), ctx.config.public_base_url, issuer.name)
+    plan = plan_for(profile, signer.public_key(), ctx.config.public_base_url, issuer.name,
+                    generation=issuer.generation)
     cert = sign_and_record(
         ctx, issuer=issuer, profile=profile, plan=plan, subject=subject,
         public_key=signer.public_key(),  # type: ignore[arg-type]
@@ -304,17 +305,20 @@ def _certify_authority(ctx: CaContext, spec: AuthoritySpec, signer: Signer, acto
     return cert
 
 
-def certify_service(ctx: CaContext, spec: ServiceSpec, signer: Signer, actor: str
-                    ) -> IssuedCertificate:
+def certify_service(ctx: CaContext, spec: ServiceSpec, signer: Signer, actor: str, *,
+                    generation: int | None = None) -> IssuedCertificate:
     """Certify an OCSP signer or TSA key under its CA and record it as that CA's service key.
 
     Also used to renew an OCSP signer before it expires (a new row; the newest one answers).
+    ``generation`` names an older key generation of the CA: after a rollover each generation
+    keeps a delegated OCSP signer of its own for the certificates it issued.
     """
     profile = get_profile(spec.profile)
     check_key(signer.public_key(), profile)
     with transaction(ctx.sessions) as session:
-        issuer = load_issuer(session, ctx, spec.ca, utcnow())
-    plan = plan_for(profile, signer.public_key(), ctx.config.public_base_url, issuer.name)
+        issuer = load_issuer(session, ctx, spec.ca, utcnow(), generation=generation)
+    plan = plan_for(profile, signer.public_key(), ctx.config.public_base_url, issuer.name,
+                    generation=issuer.generation)
     cert = sign_and_record(
         ctx, issuer=issuer, profile=profile, plan=plan,
         subject=_subject(spec.profile, spec.subject),
@@ -331,5 +335,9 @@ def certify_service(ctx: CaContext, spec: ServiceSpec, signer: Signer, actor: st
         audit.record_event(session, actor=actor, action="ca.service-key", object_type="ca",
                            object_id=spec.ca, outcome="success",
                            details={"role": spec.role, "serial": cert.serial,
-                                    "key_uri": signer.key_uri})
+                                    "key_uri": signer.key_uri,
+                                    "generation": issuer.generation})
+        # OCSP responders pick a renewed signer up at once (ocsp/events.py).
+        events.publish(session, {"type": "ca-keys", "ca": spec.ca,
+                                 "generation": issuer.generation, "change": spec.role})
     return cert

@@ -19,7 +19,9 @@ from ca.context import CaContext, default_actor
 from ca.issuance import CertificateRequest, issue_certificate
 from ca.store import find_certificate, list_authorities, list_certificates
 from core.db import transaction
+from hsm.algorithms import KeyType
 from hsm.keystore import KeyRing, open_keyring, open_pkcs11_store
+from hsm.signer import Signer
 from policies.profiles import load_profiles
 
 DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonies" / "demo.yaml"
@@ -254,3 +256,155 @@ def checkpoint(ctx: CaContext) -> None:
     with transaction(ctx.sessions) as session:
         write_checkpoint(session, signer, ctx.config.path(ctx.config.audit.checkpoint_file))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Key generations: rollover, retirement, compromise (ca/rollover.py, ca/compromise.py)
+
+
+def _parent_signer(ctx: CaContext, ca: str, module: str | None, token: str | None,
+                   pin_env: str) -> Signer | None:
+    """The parent CA's key from a token this home's configuration does not name (an offline
+    root brought out for the event); None to use the configured key store."""
+    if not module and not token:
+        return None
+    if not (module and token):
+        raise click.UsageError("--parent-pkcs11-module and --parent-token-label go together")
+    from ca.store import get_authority
+
+    with transaction(ctx.sessions) as session:
+        parent_name = get_authority(session, ca).parent
+        if parent_name is None:
+            return None  # a root: rollover() refuses it with the reason
+        parent_uri = get_authority(session, parent_name).key_uri
+    return open_pkcs11_store(module, token, pin_env).get(parent_uri)
+
+
+def _sibling(ctx: CaContext, ca: str, label: str | None) -> str | None:
+    from ca.rollover import sibling_key_uri
+    from ca.store import get_authority
+
+    if label is None:
+        return None
+    with transaction(ctx.sessions) as session:
+        return sibling_key_uri(get_authority(session, ca).key_uri, label)
+
+
+@ca_group.command("rollover")
+@click.argument("ca_name", metavar="CA")
+@click.option("--key-label", default=None,
+              help="Label of the new CA key, beside the current one (default <CA>-ca-<N>).")
+@click.option("--key-type", default=None, type=click.Choice([k.value for k in KeyType]),
+              help="Default: the current key's type.")
+@click.option("--days", type=int, default=None, help="Validity (default: the CA profile's).")
+@click.option("--ocsp-key-label", default=None,
+              help="Label of the new generation's OCSP signer key (default <CA>-ocsp-<N>).")
+@click.option("--parent-pkcs11-module", default=None,
+              help="PKCS#11 module of the token that holds the parent (root) CA key, when it "
+                   "is not the configured key store.")
+@click.option("--parent-token-label", default=None, help="Label of that token.")
+@click.option("--parent-pin-env", default="GOVPKI_ROOT_PIN", show_default=True,
+              help="Environment variable holding that token's PIN (never on the command line).")
+@click.option("--reason", default="scheduled", show_default=True,
+              help="Why (recorded in the audit log).")
+def rollover_cmd(ca_name: str, key_label: str | None, key_type: str | None, days: int | None,
+                 ocsp_key_label: str | None, parent_pkcs11_module: str | None,
+                 parent_token_label: str | None, parent_pin_env: str, reason: str) -> None:
+    """New key generation for an issuing CA, certified by its parent (CA密钥更新).
+
+    The CA issues under the new key at once; the previous generation keeps signing its CRL
+    and OCSP answers until the last certificate it issued expires (docs/crl.md)."""
+    from ca.rollover import rollover
+
+    with ca_context() as ctx:
+        result = rollover(
+            ctx, ca_name, actor=default_actor(), key_uri=_sibling(ctx, ca_name, key_label),
+            key_type=KeyType(key_type) if key_type else None, validity_days=days,
+            ocsp_key_uri=_sibling(ctx, ca_name, ocsp_key_label),
+            parent_signer=_parent_signer(ctx, ca_name, parent_pkcs11_module,
+                                         parent_token_label, parent_pin_env),
+            reason=reason, progress=lambda m: click.echo(f"  {m}", err=True))
+    click.echo(f"CA {result.ca}: generation {result.generation} (was {result.previous_generation})"
+               f", serial {result.certificate.serial}, key {result.key_uri}, until "
+               f"{result.certificate.not_after:%Y-%m-%d}")
+    if result.ocsp_signer is not None:
+        click.echo(f"ocsp-signer for {result.ca} generation {result.generation}: serial "
+                   f"{result.ocsp_signer.serial}, key {result.ocsp_key_uri}")
+
+
+@ca_group.command("generations")
+@click.argument("ca_name", metavar="CA")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def generations_cmd(ca_name: str, as_json: bool) -> None:
+    """The key generations of a CA: which issues, which still sign CRLs/OCSP (密钥代次)."""
+    from ca.rollover import summaries
+
+    with ca_context() as ctx:
+        rows = summaries(ctx, ca_name)
+    if as_json:
+        click.echo(json.dumps([{
+            "generation": g.number, "current": g.current, "key_uri": g.key_uri,
+            "serial": g.serial, "status": g.status, "not_before": g.not_before.isoformat(),
+            "not_after": g.not_after.isoformat(),
+            "retired_at": g.retired_at.isoformat() if g.retired_at else None,
+            "retired_reason": g.retired_reason, "unexpired_certificates": g.unexpired,
+        } for g in rows], ensure_ascii=False, indent=2))
+        return
+    for g in rows:
+        state = "issuing" if g.current else (
+            f"retired ({g.retired_reason})" if g.retired_at else "signing CRL/OCSP")
+        click.echo(f"{ca_name} g{g.number:<3} {state:22} {g.status:8} until "
+                   f"{g.not_after:%Y-%m-%d}  {g.unexpired:>7} unexpired  {g.key_uri}")
+
+
+@ca_group.command("retire-generations")
+def retire_generations_cmd() -> None:
+    """Retire older key generations whose certificates have all expired (the scheduler runs
+    this every minute)."""
+    from ca.rollover import retire_finished
+
+    with ca_context() as ctx:
+        retired = retire_finished(ctx, actor=default_actor())
+    for r in retired:
+        click.echo(f"retired {r.ca} generation {r.generation} ({r.reason})")
+    if not retired:
+        click.echo("nothing to retire", err=True)
+
+
+@ca_group.command("compromise")
+@click.argument("ca_name", metavar="CA")
+@click.option("--generation", type=int, default=None,
+              help="The compromised key generation (default: the newest).")
+@click.option("--no-reissue", is_flag=True,
+              help="Revoke and list the affected certificates for re-key through the RA "
+                   "instead of re-issuing them at once.")
+@click.option("--key-label", default=None, help="Label of the replacement CA key.")
+@click.option("--ocsp-key-label", default=None, help="Label of its OCSP signer key.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Write the JSON report here (default: standard output).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def compromise_cmd(ca_name: str, generation: int | None, no_reissue: bool,
+                   key_label: str | None, ocsp_key_label: str | None,
+                   report_file: str | None, yes: bool) -> None:
+    """Declare an issuing CA key compromised and walk the runbook (CA密钥泄露处置):
+    revoke its certificate at the parent, new key, re-issue and revoke what it signed."""
+    from ca.compromise import declare_compromise
+
+    if not yes:
+        click.confirm(f"Revoke CA '{ca_name}' (cACompromise) and every certificate its key "
+                      "signed?", abort=True, err=True)
+    with ca_context() as ctx:
+        report = declare_compromise(
+            ctx, ca_name, actor=default_actor(), generation=generation,
+            reissue=not no_reissue, key_uri=_sibling(ctx, ca_name, key_label),
+            ocsp_key_uri=_sibling(ctx, ca_name, ocsp_key_label))
+    text = json.dumps(report.as_json(), ensure_ascii=False, indent=2)
+    if report_file:
+        Path(report_file).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"report → {report_file}", err=True)
+    else:
+        click.echo(text)
+    click.echo(f"CA {report.ca}: generation {report.generation} revoked at {report.parent} "
+               f"(serial {report.ca_serial}); issuing under generation "
+               f"{report.new_generation}; {len(report.affected)} certificate(s) affected",
+               err=True)

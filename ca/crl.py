@@ -1,8 +1,13 @@
 """Full and delta CRLs per CA (RFC 5280 §5), built from the certificate store for a million entries.
 
-What is published (docs/crl.md): per CA *name*, a full CRL at ``/crl/<ca>.crl`` and a delta CRL at
-``/crl/<ca>-delta.crl``, both covering every key generation of the CA (one query over the CA's
-certificates) and signed by its newest generation, so a key rollover changes no URL.
+What is published (docs/crl.md): per CA *name* and key generation, a full CRL and a delta CRL on
+it, each listing the certificates that generation signed and signed by that generation's key.
+Generation 1 publishes at ``/crl/<ca>.crl`` and ``/crl/<ca>-delta.crl``, generation N ≥ 2 at
+``/crl/<ca>/gN.crl`` and ``/crl/<ca>/gN-delta.crl`` — the URLs its certificates name. One CRL for
+all generations, signed by the newest key, would not verify for the older generations'
+certificates: RFC 5280 §6.3.3 (f) and OpenSSL want the CRL signed by the key that signed the
+certificate. A generation publishes until it is retired (the last certificate it signed has
+expired, ca/rollover.py); one CRL number space per CA serves all its generations.
 
 How it is built — DESIGN.md route (b), the same as certificates in ca/tbs.py:
 1. pyca's CertificateRevocationListBuilder emits the TBSCertList *without entries* (issuer,
@@ -29,7 +34,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import ColumnElement, Connection, Table, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,11 +42,11 @@ from ca.context import CaContext
 from ca.der import _read_tlv, assemble_signed, signature_algorithm_of, tlv
 from ca.errors import CaError
 from ca.issuer import Issuer, cached_issuer
-from ca.models import Certificate, CrlCounter, PublishedCrl
+from ca.models import Certificate, CrlCounter, Generation, PublishedCrl
 from ca.plan import crl_url, delta_crl_url
 from ca.revocation import REASONS
 from ca.status import authority_names
-from ca.store import authority_row
+from ca.store import authority_row, generation_row
 from ca.tbs import throwaway_signer, verify_signature
 from core import audit
 from core.db import transaction, utcnow
@@ -86,6 +91,7 @@ class CrlRecord:
     next_update: dt.datetime
     entries: int
     der: bytes
+    generation: int = 1
 
     def crl(self) -> x509.CertificateRevocationList:
         return x509.load_der_x509_crl(self.der)
@@ -189,7 +195,8 @@ class _Plan:
 def _skeleton(issuer: Issuer, plan: _Plan, base_url: str) -> tuple[bytes, bytes]:
     """(TBSCertList without entries, signatureAlgorithm) from pyca and a throwaway key."""
     ext_idp = x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(crl_url(base_url, issuer.name))],
+        full_name=[x509.UniformResourceIdentifier(
+            crl_url(base_url, issuer.name, issuer.generation))],
         relative_name=None, only_contains_user_certs=False, only_contains_ca_certs=False,
         only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False)
     builder = (
@@ -207,7 +214,8 @@ def _skeleton(issuer: Issuer, plan: _Plan, base_url: str) -> tuple[bytes, bytes]
         builder = builder.add_extension(ext_idp, critical=True)
     if plan.base is None:
         builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(  # §5.2.6
-            [x509.UniformResourceIdentifier(delta_crl_url(base_url, issuer.name))],
+            [x509.UniformResourceIdentifier(
+                delta_crl_url(base_url, issuer.name, issuer.generation))],
             None, None, None)]), critical=False)
     else:
         builder = builder.add_extension(x509.DeltaCRLIndicator(plan.base),         # §5.2.4
@@ -235,7 +243,10 @@ def _build(connection: Connection, issuer: Issuer, plan: _Plan, base_url: str
                   connection.dialect.name),
         t.c.status, t.c.revocation_reason,
     ).where(t.c.authority_id == issuer.authority_id, t.c.state == "issued",
-            t.c.not_after > plan.this_update)
+            t.c.not_after > plan.this_update,
+            # only what this generation signed (the root's own certificate has no generation)
+            or_(t.c.generation_id == issuer.generation_id, t.c.generation_id.is_(None))
+            if issuer.generation == 1 else t.c.generation_id == issuer.generation_id)
     if plan.changed_since is None:
         query = query.where(t.c.status != "good")
     else:
@@ -273,20 +284,24 @@ def _lock_counter(session: Session, authority_id: int) -> int:
     return last
 
 
-def _newest(session: Session, authority_id: int, delta: bool) -> PublishedCrl | None:
+def _newest(session: Session, authority_id: int, delta: bool, generation: int
+            ) -> PublishedCrl | None:
     return session.scalar(
         select(PublishedCrl)
-        .where(PublishedCrl.authority_id == authority_id, PublishedCrl.is_delta == delta)
+        .where(PublishedCrl.authority_id == authority_id, PublishedCrl.is_delta == delta,
+               PublishedCrl.generation == generation)
         .order_by(PublishedCrl.number.desc()).limit(1))
 
 
 def _record(row: PublishedCrl, ca: str) -> CrlRecord:
     return CrlRecord(ca, row.number, row.is_delta, row.base_number, row.this_update,
-                     row.next_update, row.entries, row.der)
+                     row.next_update, row.entries, row.der, row.generation or 1)
 
 
-def _publish_one(ctx: CaContext, ca: str, *, mode: str, actor: str) -> list[CrlRecord]:
-    """Publish what ``mode`` asks for one CA, in one transaction holding its CRL number lock.
+def _publish_one(ctx: CaContext, ca: str, generation: int, *, mode: str, actor: str
+                 ) -> list[CrlRecord]:
+    """Publish what ``mode`` asks for one generation of one CA, in one transaction holding the
+    CA's CRL number lock.
 
     ``full``: a full CRL and a delta on it. ``delta``: a delta on the newest full CRL (a full
     one first if there is none). ``due``: decided under the lock, so several schedulers or web
@@ -294,7 +309,7 @@ def _publish_one(ctx: CaContext, ca: str, *, mode: str, actor: str) -> list[CrlR
     missing, else a delta when the newest delta is due, missing or on an older base, else
     nothing.
     """
-    issuer = cached_issuer(ctx, ca)
+    issuer = cached_issuer(ctx, ca, generation=generation)
     policy = crl_policy(_authority_profile(ctx, ca))
     base_url = ctx.config.public_base_url
     published: list[PublishedCrl] = []
@@ -302,14 +317,14 @@ def _publish_one(ctx: CaContext, ca: str, *, mode: str, actor: str) -> list[CrlR
         authority = authority_row(session, ca)
         last = _lock_counter(session, authority.id)
         now = utcnow().replace(microsecond=0)
-        full = _newest(session, authority.id, delta=False)
+        full = _newest(session, authority.id, False, generation)
         if mode == "full" or full is None:
             want_full = True
         elif mode == "delta":
             want_full = False
         else:
             want_full = _record(full, ca).due(now)
-            delta = _newest(session, authority.id, delta=True)
+            delta = _newest(session, authority.id, True, generation)
             if not want_full and not (delta is None or delta.base_number != full.number
                                       or _record(delta, ca).due(now)):
                 return []
@@ -333,6 +348,7 @@ def _publish_one(ctx: CaContext, ca: str, *, mode: str, actor: str) -> list[CrlR
         for plan in plans:
             der, count = _build(connection, issuer, plan, base_url)
             row = PublishedCrl(authority_id=authority.id, number=plan.number,
+                               generation=generation,
                                is_delta=plan.base is not None, base_number=plan.base,
                                this_update=plan.this_update, next_update=plan.next_update,
                                entries=count, der=der)
@@ -345,6 +361,7 @@ def _publish_one(ctx: CaContext, ca: str, *, mode: str, actor: str) -> list[CrlR
             actor=actor, action="ca.crl.publish", object_type="crl",
             object_id=f"{ca}/{row.number}", outcome="success",
             details={"kind": "delta" if row.is_delta else "full", "number": row.number,
+                     "generation": generation,
                      "base_number": row.base_number, "entries": row.entries,
                      "this_update": row.this_update.isoformat(),
                      "next_update": row.next_update.isoformat(),
@@ -359,68 +376,91 @@ def _authority_profile(ctx: CaContext, ca: str) -> str:
         return authority_row(session, ca).profile
 
 
-def _names(ctx: CaContext, ca: str | None) -> list[str]:
+def _publishers(ctx: CaContext, ca: str | None, generation: int | None
+                ) -> list[tuple[str, int]]:
+    """(CA, generation) pairs that publish: every generation not retired."""
     with transaction(ctx.sessions) as session:
-        if ca is not None:
-            return [authority_row(session, ca).name]
-        return authority_names(session)
+        names = [authority_row(session, ca).name] if ca is not None \
+            else authority_names(session)
+        out: list[tuple[str, int]] = []
+        for name in names:
+            authority = authority_row(session, name)
+            if generation is not None:
+                generation_row(session, authority, generation)  # UnknownCa if there is none
+            query = select(Generation.number).where(Generation.authority_id == authority.id,
+                                                    Generation.retired_at.is_(None))
+            if generation is not None:
+                query = query.where(Generation.number == generation)
+            out += [(name, n) for n in session.scalars(query.order_by(Generation.number))]
+        return out
 
 
-def _publish(ctx: CaContext, ca: str | None, *, mode: str, actor: str) -> list[CrlRecord]:
+def _publish(ctx: CaContext, ca: str | None, *, mode: str, actor: str,
+             generation: int | None = None) -> list[CrlRecord]:
     out: list[CrlRecord] = []
-    for name in _names(ctx, ca):
+    for name, number in _publishers(ctx, ca, generation):
         try:
-            out += _publish_one(ctx, name, mode=mode, actor=actor)
+            out += _publish_one(ctx, name, number, mode=mode, actor=actor)
         except GovpkiError as exc:
             audit.record_refusal(ctx.sessions, actor=actor, action="ca.crl.publish",
                                  object_type="crl", object_id=f"{name}/?", outcome="failure",
-                                 details={"error": exc.kind, "message": exc.message})
+                                 details={"error": exc.kind, "message": exc.message,
+                                          "generation": number})
             raise
     return out
 
 
-def publish_crls(ctx: CaContext, ca: str | None = None, *, actor: str = "system"
-                 ) -> list[CrlRecord]:
-    """Publish a full CRL and a delta CRL on it for ``ca`` (or every CA), now.
+def publish_crls(ctx: CaContext, ca: str | None = None, *, actor: str = "system",
+                 generation: int | None = None) -> list[CrlRecord]:
+    """Publish a full CRL and a delta CRL on it for ``ca`` (or every CA), now: one pair per
+    key generation not yet retired (or only ``generation``).
 
-    Returns the stored CRLs, full before delta, CA by CA. Each is one ``ca.crl.publish`` audit
-    event committed with it; a failure (HSM error, ...) stores nothing and is audited.
+    Returns the stored CRLs, full before delta, CA by CA, oldest generation first. Each is one
+    ``ca.crl.publish`` audit event committed with it; a failure (HSM error, ...) stores nothing
+    and is audited.
     """
-    return _publish(ctx, ca, mode="full", actor=actor)
+    return _publish(ctx, ca, mode="full", actor=actor, generation=generation)
 
 
-def publish_delta(ctx: CaContext, ca: str | None = None, *, actor: str = "system"
-                  ) -> list[CrlRecord]:
+def publish_delta(ctx: CaContext, ca: str | None = None, *, actor: str = "system",
+                  generation: int | None = None) -> list[CrlRecord]:
     """Publish only a delta CRL on the newest full CRL (a full one first if there is none):
     changes reach relying parties without re-sending the whole list."""
-    return _publish(ctx, ca, mode="delta", actor=actor)
+    return _publish(ctx, ca, mode="delta", actor=actor, generation=generation)
 
 
-def republish_due(ctx: CaContext, ca: str | None = None, *, actor: str = "system:scheduler"
-                  ) -> list[CrlRecord]:
+def republish_due(ctx: CaContext, ca: str | None = None, *, actor: str = "system:scheduler",
+                  generation: int | None = None) -> list[CrlRecord]:
     """For a scheduler: publish where the newest CRL is missing or older than half its
     validity (a full CRL brings a fresh delta with it). Returns what was published."""
-    return _publish(ctx, ca, mode="due", actor=actor)
+    return _publish(ctx, ca, mode="due", actor=actor, generation=generation)
 
 
-def latest_crl(ctx: CaContext, ca: str, *, delta: bool = False) -> CrlRecord | None:
-    """The newest stored full (or delta) CRL of ``ca``; None if none yet. UnknownCa if no CA."""
+def latest_crl(ctx: CaContext, ca: str, *, delta: bool = False, generation: int = 1
+               ) -> CrlRecord | None:
+    """The newest stored full (or delta) CRL of generation ``generation`` of ``ca``; None if
+    none yet. UnknownCa if there is no such CA or generation."""
     with transaction(ctx.sessions) as session:
         authority = authority_row(session, ca)
-        row = _newest(session, authority.id, delta)
+        generation_row(session, authority, generation)
+        row = _newest(session, authority.id, delta, generation)
         return _record(row, ca) if row is not None else None
 
 
-def current_crl(ctx: CaContext, ca: str, *, delta: bool = False) -> CrlRecord:
+def current_crl(ctx: CaContext, ca: str, *, delta: bool = False, generation: int = 1
+                ) -> CrlRecord:
     """What to serve: the newest CRL, generated on demand when none is stored yet or the
     stored one is past its nextUpdate (a missed schedule must not leave relying parties with
-    an expired CRL)."""
-    record = latest_crl(ctx, ca, delta=delta)
+    an expired CRL). A retired generation publishes no more: its last CRL is served as it is
+    (every certificate it lists has expired)."""
+    record = latest_crl(ctx, ca, delta=delta, generation=generation)
     if record is None or utcnow() >= record.next_update:
-        republish_due(ctx, ca, actor="system:on-demand")
-        record = latest_crl(ctx, ca, delta=delta)
+        republish_due(ctx, ca, actor="system:on-demand", generation=generation)
+        record = latest_crl(ctx, ca, delta=delta, generation=generation)
     if record is None:
-        raise CrlNotPublished(f"CA '{ca}' has no {'delta' if delta else 'full'} CRL", ca=ca)
+        which = f" generation {generation}" if generation != 1 else ""
+        raise CrlNotPublished(f"CA '{ca}'{which} has no {'delta' if delta else 'full'} CRL",
+                              ca=ca)
     return record
 
 

@@ -174,7 +174,8 @@ def _prepare_request(ctx: CaContext, request: CertificateRequest) -> Prepared:
     subject = build_name(parse_subject(request.subject, profile.subject_rules))  # step 3
     issuer = cached_issuer(ctx, request.ca)  # usable? checked again when the serial is reserved
     plan = plan_for(profile, public_key, ctx.config.public_base_url, issuer.name,
-                    san_dns=request.san_dns, san_ip=request.san_ip, san_email=request.san_email)
+                    generation=issuer.generation, san_dns=request.san_dns,
+                    san_ip=request.san_ip, san_email=request.san_email)
     return prepare(
         issuer=issuer, profile=profile, plan=plan, subject=subject,
         public_key=public_key,
@@ -270,14 +271,20 @@ def prepare(
     requested_by: str,
     subscriber_ref: str | None,
     self_signed: bool = False,
+    not_after_cap: dt.datetime | None = None,
 ) -> Prepared:
-    """Steps 4-6: validity, extensions, serial, TBS, pre-issuance lint."""
+    """Steps 4-6: validity, extensions, serial, TBS, pre-issuance lint.
+
+    ``not_after_cap`` ends the certificate no later than that (a re-issue after a CA key
+    compromise keeps the replaced certificate's end, ca/compromise.py)."""
     now = utcnow().replace(microsecond=0)
     issuer.check_validity(now)
     not_before = now - BACKDATE
     not_after = not_before + dt.timedelta(days=validity_days)
     if issuer.not_after is not None:
         not_after = min(not_after, issuer.not_after)                     # step 4
+    if not_after_cap is not None:
+        not_after = min(not_after, not_after_cap)
     if not_after <= now:
         raise IssuerUnavailable(f"CA '{issuer.name}' expires before the certificate would start")
     issuer_ski = issuer.ski
@@ -403,12 +410,14 @@ def sign_and_record(
     requested_by: str,
     subscriber_ref: str | None,
     self_signed: bool = False,
+    not_after_cap: dt.datetime | None = None,
 ) -> IssuedCertificate:
-    """Steps 4-8 for one certificate without a CSR (the key ceremony)."""
+    """Steps 4-8 for one certificate without a CSR (the key ceremony, a key rollover, a
+    re-issue of a certified key after a CA key compromise)."""
     item = prepare(issuer=issuer, profile=profile, plan=plan, subject=subject,
                    public_key=public_key, validity_days=validity_days,
                    requested_by=requested_by, subscriber_ref=subscriber_ref,
-                   self_signed=self_signed)
+                   self_signed=self_signed, not_after_cap=not_after_cap)
     reserve(ctx, [item])
     outcome = sign_and_store(ctx, [item])[0]
     if isinstance(outcome, GovpkiError):

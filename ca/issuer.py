@@ -47,6 +47,8 @@ class Issuer:
     not_after: dt.datetime | None
     signer: Signer
     chain: tuple[ChainLink, ...] = ()
+    # The generation's number: its CRL and caIssuers URLs (ca/plan.py) depend on it.
+    generation: int = 1
 
     def check_usable(self, session: Session, now: dt.datetime) -> None:
         """Refuse if this CA or any above it is outside its validity, revoked or on hold.
@@ -82,57 +84,82 @@ class Issuer:
 
 # Issuer data that cannot change while a generation lives (names, keys, validity) is cached per
 # process; status is read in every issuance's own transaction (Issuer.check_usable). A key
-# rollover (a new generation) is picked up when the entry expires.
+# rollover in this process empties the cache (invalidate_issuers); other processes pick the new
+# generation up when their entry expires — until then they issue under the previous generation,
+# which stays valid, and once that generation's certificate is revoked (key compromise) the
+# status check refuses instead.
 ISSUER_CACHE_SECONDS = 30.0
 
 
-def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime) -> Issuer:
-    """The newest generation of CA ``name``, refused if it or any CA above it is unusable."""
-    issuer = cached_issuer(ctx, name, session)
+def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime, *,
+                generation: int | None = None) -> Issuer:
+    """The newest generation of CA ``name`` (or generation number ``generation``), refused if
+    it or any CA above it is unusable."""
+    issuer = cached_issuer(ctx, name, session, generation=generation)
     issuer.check_usable(session, now)
     return issuer
 
 
-def cached_issuer(ctx: CaContext, name: str, session: Session | None = None) -> Issuer:
+def _cache_key(name: str, generation: int | None) -> str:
+    return name if generation is None else f"{name}\x00g{generation}"
+
+
+def cached_issuer(ctx: CaContext, name: str, session: Session | None = None, *,
+                  generation: int | None = None) -> Issuer:
     """Issuer data from the cache, read (in ``session`` or a transaction of its own) on a miss.
 
+    ``generation`` None is the newest generation (the one that issues); a number names an
+    older one, which still signs CRLs and OCSP signer certificates for what it issued.
     Callers must still run :meth:`Issuer.check_usable` in the transaction that reserves the
     serial: the cache holds nothing that revocation can change.
     """
     cache = ctx.issuer_cache
+    key = _cache_key(name, generation)
     with ctx.lock:
-        cached = cache.get(name)
+        cached = cache.get(key)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
     if session is None:
         with transaction(ctx.sessions) as own:
-            issuer = _read_issuer(own, ctx, name)
+            issuer = _read_issuer(own, ctx, name, generation)
     else:
-        issuer = _read_issuer(session, ctx, name)
+        issuer = _read_issuer(session, ctx, name, generation)
     with ctx.lock:
-        cache[name] = (time.monotonic() + ISSUER_CACHE_SECONDS, issuer)
+        cache[key] = (time.monotonic() + ISSUER_CACHE_SECONDS, issuer)
     return issuer
 
 
-def _read_issuer(session: Session, ctx: CaContext, name: str) -> Issuer:
-    from ca.store import authority_row, current_generation
+def invalidate_issuers(ctx: CaContext) -> None:
+    """Forget every cached issuer of this process: after a rollover, retirement or compromise
+    the next issuance, CRL or OCSP signer certificate reads the generations afresh."""
+    with ctx.lock:
+        ctx.issuer_cache.clear()
+
+
+def _read_issuer(session: Session, ctx: CaContext, name: str, number: int | None) -> Issuer:
+    from ca.store import authority_row, current_generation, generation_row
 
     auth = authority_row(session, name)
-    gen = current_generation(session, auth)
+    gen = current_generation(session, auth) if number is None \
+        else generation_row(session, auth, number)
+    # Up to the root through the generations that actually signed each certificate.
     chain: list[ChainLink] = []
     walk: Authority | None = auth
     walk_gen: Generation = gen
     while walk is not None:
         chain.append(ChainLink(walk.name, walk_gen.certificate_id, walk_gen.not_before,
                                walk_gen.not_after))
+        signed_by = session.get(Certificate, walk_gen.certificate_id)
         walk = session.get(Authority, walk.parent_id) if walk.parent_id else None
         if walk is not None:
-            walk_gen = current_generation(session, walk)
+            parent_gen = session.get(Generation, signed_by.generation_id) \
+                if signed_by is not None and signed_by.generation_id is not None else None
+            walk_gen = parent_gen or current_generation(session, walk)
     cert = x509.load_der_x509_certificate(gen.certificate_der)
     signer = ctx.keyring.get(gen.key_uri)
     return Issuer(
         authority_id=auth.id, name=auth.name, generation_id=gen.id, subject=cert.subject,
         ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
         public_key=cert.public_key(),  # type: ignore[arg-type]
-        not_after=gen.not_after, signer=signer, chain=tuple(chain),
+        not_after=gen.not_after, signer=signer, chain=tuple(chain), generation=gen.number,
     )

@@ -1,7 +1,8 @@
 """Tables owned by ca/: authorities, their key generations, issued certificates, service keys.
 
-A CA is a *name* with key generations (DESIGN.md): issuance uses the newest generation, and URLs
-(CRL DP, AIA) are built from the name, so an issuing-CA key rollover changes no URL.
+A CA is a *name* with key generations (DESIGN.md): issuance uses the newest generation. URLs (CRL
+DP, AIA) are built from the name and the generation — generation 1 keeps the plain ones — so a
+key rollover changes no URL that an issued certificate names (docs/crl.md, "Key rollover").
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ class Authority(Base):
 
 
 class Generation(Base):
-    """One key of a CA and the certificate for it."""
+    """One key of a CA and the certificate for it.
+
+    The newest generation issues; every generation not yet retired signs the CRL and (through
+    its own delegated signer) the OCSP answers for the certificates it issued. It is retired
+    once the last of those has expired (ca/rollover.py), or at once when its key is declared
+    compromised (ca/compromise.py) and everything it issued has been revoked.
+    """
 
     __tablename__ = "ca_generation"
     __table_args__ = (UniqueConstraint("authority_id", "number"),)
@@ -51,6 +58,8 @@ class Generation(Base):
     not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    retired_reason: Mapped[str | None] = mapped_column(String(32))  # expired | compromised
 
 
 class Certificate(Base):
@@ -68,6 +77,8 @@ class Certificate(Base):
         Index("ix_ca_certificate_status_changed", "authority_id", "status_changed_at"),
         # The RA dashboard's "expiring within N days" (migration ca_0004).
         Index("ix_ca_certificate_authority_not_after", "authority_id", "not_after"),
+        # Retirement of a key generation asks for its unexpired certificates (ca_0005).
+        Index("ix_ca_certificate_generation_not_after", "generation_id", "not_after"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,16 +133,21 @@ class CrlCounter(Base):
 
 
 class PublishedCrl(Base):
-    """A signed CRL as served at /crl/<ca>.crl (full) or /crl/<ca>-delta.crl (delta)."""
+    """A signed CRL as served at /crl/<ca>.crl (full) or /crl/<ca>-delta.crl (delta) for key
+    generation 1, /crl/<ca>/g<N>.crl and /crl/<ca>/g<N>-delta.crl for generation N ≥ 2."""
 
     __tablename__ = "ca_crl"
     __table_args__ = (
         UniqueConstraint("authority_id", "number", name="uq_ca_crl_number"),
         Index("ix_ca_crl_newest", "authority_id", "is_delta", "number"),
+        Index("ix_ca_crl_generation_newest", "authority_id", "generation", "is_delta",
+              "number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     authority_id: Mapped[int] = mapped_column(ForeignKey("ca_authority.id"))
+    # The key generation (number) that signed it and whose certificates it lists.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     number: Mapped[int] = mapped_column(BigInteger)
     is_delta: Mapped[bool] = mapped_column(Boolean)
     # The full CRL a delta refers to (its deltaCRLIndicator); None on full CRLs.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from ca.errors import UnknownCa
@@ -27,6 +27,12 @@ class GenerationRecord:
     certificate_der: bytes
     not_before: dt.datetime
     not_after: dt.datetime
+    # Set once it no longer signs CRLs or OCSP answers (every certificate it issued expired,
+    # or its key was declared compromised).
+    retired_at: dt.datetime | None = None
+    retired_reason: str | None = None
+    # Of its certificate, in the parent's store: revoked once its key was declared compromised.
+    status: str = "good"
 
     def certificate(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.certificate_der)
@@ -43,6 +49,9 @@ class ServiceKeyRecord:
     certificate_der: bytes
     not_before: dt.datetime
     not_after: dt.datetime
+    # The CA key generation that certified it: an OCSP signer answers only for certificates
+    # of that generation (RFC 6960 §4.2.2.2: issued by the CA that issued the certificate).
+    generation: int = 1
 
     def certificate(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.certificate_der)
@@ -59,61 +68,101 @@ class StatusRecord:
     revocation_reason: str | None
     not_after: dt.datetime
     status_changed_at: dt.datetime | None
+    # The CA key generation that signed it: a CertID naming another generation's key does not
+    # name this certificate.
+    generation: int = 1
 
 
 def authority_names(session: Session) -> list[str]:
     return list(session.scalars(select(Authority.name).order_by(Authority.id)))
 
 
-def generations(session: Session, ca: str) -> list[GenerationRecord]:
-    """Every key generation of ``ca``, oldest first: status is answered for all of them."""
+def generations(session: Session, ca: str, *, active_only: bool = False
+                ) -> list[GenerationRecord]:
+    """Every key generation of ``ca``, oldest first; ``active_only`` leaves out retired ones
+    (those sign nothing any more)."""
     auth = authority_row(session, ca)
-    rows = session.scalars(select(Generation).where(Generation.authority_id == auth.id)
-                           .order_by(Generation.number))
+    query = (select(Generation, Certificate.status)
+             .outerjoin(Certificate, Certificate.id == Generation.certificate_id)
+             .where(Generation.authority_id == auth.id))
+    if active_only:
+        query = query.where(Generation.retired_at.is_(None))
+    rows = session.execute(query.order_by(Generation.number)).all()
     return [GenerationRecord(ca, g.number, g.key_uri, g.certificate_der, g.not_before,
-                             g.not_after) for g in rows]
+                             g.not_after, g.retired_at, g.retired_reason, state or "good")
+            for g, state in rows]
 
 
-def service_keys(session: Session, role: str, ca: str | None = None) -> list[ServiceKeyRecord]:
-    """Newest first: the service keys of ``role`` (``ocsp-signer``, ``tsa``)."""
-    query = (select(ServiceKey, Authority.name, Certificate)
+def _generation_numbers(session: Session, authority_id: int) -> dict[int | None, int]:
+    """generation id → number for one CA; a certificate without one (the root's own) is 1."""
+    numbers: dict[int | None, int] = {None: 1}
+    numbers.update(session.execute(select(Generation.id, Generation.number).where(
+        Generation.authority_id == authority_id)).all())
+    return numbers
+
+
+def generation_filter(session: Session, authority_id: int, number: int
+                      ) -> ColumnElement[bool]:
+    """SQL condition "the certificate was signed by generation ``number`` of this CA"."""
+    gen_id = session.scalar(select(Generation.id).where(
+        Generation.authority_id == authority_id, Generation.number == number))
+    if number == 1:
+        return or_(Certificate.generation_id == gen_id, Certificate.generation_id.is_(None))
+    return Certificate.generation_id == gen_id
+
+
+def service_keys(session: Session, role: str, ca: str | None = None, *,
+                 generation: int | None = None) -> list[ServiceKeyRecord]:
+    """Newest first: the service keys of ``role`` (``ocsp-signer``, ``tsa``), optionally only
+    those certified by key generation ``generation`` of ``ca``."""
+    query = (select(ServiceKey, Authority.name, Certificate, Generation.number)
              .join(Authority, Authority.id == ServiceKey.authority_id)
              .join(Certificate, Certificate.id == ServiceKey.certificate_id)
+             .outerjoin(Generation, Generation.id == Certificate.generation_id)
              .where(ServiceKey.role == role)
              .order_by(ServiceKey.id.desc()))
     if ca is not None:
         authority_row(session, ca)
         query = query.where(Authority.name == ca)
     out = []
-    for key, name, cert in session.execute(query).all():
+    for key, name, cert, number in session.execute(query).all():
         if cert.certificate_der is None:
             continue
+        if generation is not None and (number or 1) != generation:
+            continue
         out.append(ServiceKeyRecord(name, key.role, key.key_uri, cert.serial,
-                                    cert.certificate_der, cert.not_before, cert.not_after))
+                                    cert.certificate_der, cert.not_before, cert.not_after,
+                                    number or 1))
     return out
 
 
-def service_key(session: Session, ca: str, role: str) -> ServiceKeyRecord:
-    keys = service_keys(session, role, ca)
+def service_key(session: Session, ca: str, role: str, *, generation: int | None = None
+                ) -> ServiceKeyRecord:
+    keys = service_keys(session, role, ca, generation=generation)
     if not keys:
-        raise UnknownCa(f"CA '{ca}' has no {role} key", ca=ca)
+        which = f" for key generation {generation}" if generation is not None else ""
+        raise UnknownCa(f"CA '{ca}' has no {role} key{which}", ca=ca)
     return keys[0]
 
 
-def _record(row: Certificate, ca: str) -> StatusRecord:
+def _record(row: Certificate, ca: str, numbers: dict[int | None, int]) -> StatusRecord:
     return StatusRecord(ca, row.serial, row.status, row.revoked_at, row.revocation_reason,
-                        row.not_after, row.status_changed_at)
+                        row.not_after, row.status_changed_at,
+                        numbers.get(row.generation_id, 1))
 
 
 def statuses(session: Session, ca: str, *, only_unexpired_at: dt.datetime | None = None,
              changed_since: dt.datetime | None = None, not_good: bool = False,
-             expires_before: dt.datetime | None = None,
+             expires_before: dt.datetime | None = None, generation: int | None = None,
              ) -> Iterator[StatusRecord]:
-    """Issued certificates of ``ca`` (all generations), streamed in id order.
-    ``expires_before`` narrows to a window (indexed on authority and not_after)."""
+    """Issued certificates of ``ca`` (all generations, or only ``generation``), streamed in id
+    order. ``expires_before`` narrows to a window (indexed on authority and not_after)."""
     auth = authority_row(session, ca)
+    numbers = _generation_numbers(session, auth.id)
     query = select(Certificate).where(Certificate.authority_id == auth.id,
                                       Certificate.state == "issued")
+    if generation is not None:
+        query = query.where(generation_filter(session, auth.id, generation))
     if only_unexpired_at is not None:
         query = query.where(Certificate.not_after > only_unexpired_at)
     if changed_since is not None:
@@ -123,13 +172,18 @@ def statuses(session: Session, ca: str, *, only_unexpired_at: dt.datetime | None
     if not_good:
         query = query.where(Certificate.status != "good")
     for row in session.scalars(query.order_by(Certificate.id).execution_options(yield_per=1000)):
-        yield _record(row, ca)
+        yield _record(row, ca, numbers)
 
 
 def status(session: Session, ca: str, serial: str) -> StatusRecord | None:
     """One certificate's status under ``ca``; None when that CA never issued the serial."""
     auth = authority_row(session, ca)
-    row = session.scalar(select(Certificate).where(
-        Certificate.authority_id == auth.id, Certificate.serial == serial,
-        Certificate.state == "issued"))
-    return _record(row, ca) if row is not None else None
+    found = session.execute(
+        select(Certificate, Generation.number)
+        .outerjoin(Generation, Generation.id == Certificate.generation_id)
+        .where(Certificate.authority_id == auth.id, Certificate.serial == serial,
+               Certificate.state == "issued")).first()
+    if found is None:
+        return None
+    row, number = found
+    return _record(row, ca, {row.generation_id: number or 1})

@@ -101,6 +101,15 @@ def current_generation(session: Session, authority: Authority) -> Generation:
     return gen
 
 
+def generation_row(session: Session, authority: Authority, number: int) -> Generation:
+    gen = session.scalar(select(Generation).where(Generation.authority_id == authority.id,
+                                                  Generation.number == number))
+    if gen is None:
+        raise UnknownCa(f"CA '{authority.name}' has no key generation {number}",
+                        ca=authority.name)
+    return gen
+
+
 def get_authority(session: Session, name: str) -> AuthorityRecord:
     auth = authority_row(session, name)
     gen = current_generation(session, auth)

@@ -1,6 +1,7 @@
-"""HTTP views of ca/: CA certificates for AIA caIssuers (`/certs/<ca>.crt`) and CRLs
-(`/crl/<ca>.crl`, `/crl/<ca>-delta.crl`). Protocol logic lives in ca/crl.py; these views only
-pick the stored bytes and set HTTP caching from the CRL's own times."""
+"""HTTP views of ca/: CA certificates for AIA caIssuers (`/certs/<ca>.crt`, `/certs/<ca>/gN.crt`)
+and CRLs (`/crl/<ca>.crl`, `/crl/<ca>-delta.crl`, `/crl/<ca>/gN.crl`, `/crl/<ca>/gN-delta.crl`).
+Protocol logic lives in ca/crl.py and the path rules in ca/published.py; these views only pick
+the stored bytes and set HTTP caching from the CRL's own times."""
 
 from __future__ import annotations
 
@@ -9,42 +10,31 @@ import math
 from flask import Blueprint, Response, current_app, request
 
 from ca.context import CaContext
-from ca.crl import CrlRecord, current_crl
-from ca.errors import UnknownCa
-from ca.status import authority_names
-from ca.store import get_authority
-from core.db import transaction, utcnow
+from ca.crl import CrlRecord
+from ca.published import ca_certificate_for, crl_for
+from core.db import utcnow
 
 ca_blueprint = Blueprint("ca", __name__)
 
-DELTA_SUFFIX = "-delta"
 
-
-@ca_blueprint.get("/certs/<name>.crt")
-def ca_certificate(name: str) -> Response:
-    """DER certificate of the CA's current generation (RFC 5280 §4.2.2.1: application/pkix-cert)."""
+def _certificate(stem: str) -> Response:
     ctx: CaContext = current_app.config["GOVPKI_CA"]
-    with transaction(ctx.sessions) as session:
-        authority = get_authority(session, name)
-    response = Response(authority.certificate_der, mimetype="application/pkix-cert")
+    response = Response(ca_certificate_for(ctx, stem), mimetype="application/pkix-cert")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
 
-def _which(ctx: CaContext, name: str) -> tuple[str, bool]:
-    """(CA, delta?) for the file name without ``.crl``: ``officials`` or ``officials-delta``.
+@ca_blueprint.get("/certs/<name>.crt")
+def ca_certificate(name: str) -> Response:
+    """DER certificate of the CA's first key generation, which the caIssuers URL of every
+    certificate it signed names (RFC 5280 §4.2.2.1: application/pkix-cert)."""
+    return _certificate(name)
 
-    One route serves both, so a CA whose own name ends in ``-delta`` still gets its full CRL:
-    an exact CA name wins."""
-    with transaction(ctx.sessions) as session:
-        names = set(authority_names(session))
-    if name in names:
-        return name, False
-    if name.endswith(DELTA_SUFFIX) and name[: -len(DELTA_SUFFIX)] in names:
-        return name[: -len(DELTA_SUFFIX)], True
-    known = ", ".join(sorted(names)) or "none"
-    raise UnknownCa(f"no CA named '{name.removesuffix(DELTA_SUFFIX)}' (known: {known})",
-                    ca=name)
+
+@ca_blueprint.get("/certs/<name>/<generation>.crt")
+def ca_generation_certificate(name: str, generation: str) -> Response:
+    """DER certificate of key generation N (``gN``) of the CA."""
+    return _certificate(f"{name}/{generation}")
 
 
 def crl_response(record: CrlRecord) -> Response:
@@ -62,7 +52,12 @@ def crl_response(record: CrlRecord) -> Response:
 
 @ca_blueprint.get("/crl/<name>.crl")
 def crl(name: str) -> Response:
-    """The newest full or delta CRL of a CA; generated on demand if none is stored yet."""
-    ctx: CaContext = current_app.config["GOVPKI_CA"]
-    ca, delta = _which(ctx, name)
-    return crl_response(current_crl(ctx, ca, delta=delta))
+    """The newest full or delta CRL of a CA's first key generation; generated on demand if
+    none is stored yet."""
+    return crl_response(crl_for(current_app.config["GOVPKI_CA"], name))
+
+
+@ca_blueprint.get("/crl/<name>/<generation>.crl")
+def generation_crl(name: str, generation: str) -> Response:
+    """The newest full (``gN``) or delta (``gN-delta``) CRL of key generation N."""
+    return crl_response(crl_for(current_app.config["GOVPKI_CA"], f"{name}/{generation}"))

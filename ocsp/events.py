@@ -10,6 +10,9 @@ ca/ publishes a status-change event (core.events) with the revoking transaction.
   revoking process had no responder — well within a second. After a reconnect it re-checks every
   change since the connection was lost, so a dropped NOTIFY cannot leave a stale answer.
 - SQLite has no NOTIFY: the thread polls for changed statuses every ``poll_interval`` instead.
+
+A ``ca-keys`` event (a CA key generation made or retired, an OCSP signer renewed) makes the
+responder re-read issuers and signers at once instead of at its next periodic reload.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ class StatusEvents:
         self._handle(payload)
 
     def _handle(self, payload: dict[str, Any]) -> None:
+        if payload.get("type") == "ca-keys":
+            # A key generation was made or retired, or a signer renewed (ca/rollover.py).
+            try:
+                self.responder.reload_metadata()
+            except Exception:
+                self.responder.invalidate_metadata()  # the next request tries again
+                log.exception("OCSP: could not re-read the CA keys after a change")
+            return
         if payload.get("type") != "certificate-status":
             return
         ca, serial = payload.get("ca"), payload.get("serial")

@@ -4,9 +4,13 @@ Answers for one good or revoked certificate asked without a nonce are *pre-signe
 keyed by (CertID hash algorithm, issuer name hash, issuer key hash, serial) for SHA-1 and SHA-256
 CertIDs, and stored in ``ocsp_response`` so another or a restarted responder loads them instead of
 signing again. They are re-signed once half their validity has passed. Requests with a nonce or
-several CertIDs, and unknown serials, are signed on request. Every answer is signed by the CA's
+several CertIDs, and unknown serials, are signed on request. Every answer is signed by a
 delegated OCSP signer (RFC 6960 §4.2.2.2), responderID byKey, with the signer certificate in
-``certs``.
+``certs``: the signer certified by the CA key *generation* that the request's issuerKeyHash
+names, so after an issuing-CA key rollover the old generation's signer keeps answering for the
+certificates the old key signed (a client checks the responder certificate against the issuer it
+was given) until that generation is retired (ca/rollover.py). A CertID names a certificate only
+under the key that signed it: the same serial under another generation's key is ``unknown``.
 
 :meth:`OcspResponder.respond` never raises: bad input becomes ``malformedRequest``, a foreign
 issuer ``unauthorized``, an unreachable database ``tryLater`` (unless a still-valid pre-signed
@@ -61,6 +65,7 @@ _HASHLIB = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sh
             "sha512": hashlib.sha512}
 _OID_OF = {name: oid for oid, name in HASH_OIDS.items()}
 CacheKey = tuple[str, bytes, bytes, int]
+SignerKey = tuple[str, int]  # (CA, key generation)
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,10 @@ class IssuerKey:
 
 @dataclass(frozen=True)
 class SignerState:
-    """The delegated signer of one CA, loaded once and reused for every answer."""
+    """The delegated signer of one CA key generation, loaded once and reused for every answer."""
 
     ca: str
+    generation: int
     serial: str
     signer: Signer
     hash: hashes.HashAlgorithm
@@ -147,7 +153,7 @@ class OcspResponder:
         self._raw: dict[bytes, CacheKey] = {}
         self._issuers: dict[tuple[str, bytes, bytes], IssuerKey] = {}
         self._issuers_by_ca: dict[str, list[IssuerKey]] = {}
-        self._signers: dict[str, SignerState] = {}
+        self._signers: dict[SignerKey, SignerState] = {}
         self._signer_objects: dict[str, Signer] = {}
         self._metadata_at = 0.0
         self._lock = threading.RLock()
@@ -216,7 +222,7 @@ class OcspResponder:
         """
         self._load_metadata()
         issuers = self._issuers_by_ca.get(ca)
-        if not issuers or ca not in self._signers:
+        if not issuers:
             return
         now = self.clock()
         with transaction(self.ctx.sessions) as session:
@@ -228,10 +234,14 @@ class OcspResponder:
                 select(PresignedResponse).where(PresignedResponse.ca == ca,
                                                 PresignedResponse.serial == serial))}
         serial_int = int(serial, 16)
+        if rec is not None and (ca, rec.generation) not in self._signers:
+            return
         stale: list[IssuerKey] = []
         for issuer in issuers:
             if issuer.hash_algorithm not in PRESIGNED_ALGORITHMS:
                 continue
+            if rec is not None and issuer.generation != rec.generation:
+                continue  # another key never signed this serial: nothing held for it
             row = rows.get((issuer.hash_algorithm, issuer.key_hash))
             if rec is not None and row is not None and _matches(row, rec) \
                     and row.next_update > now + self.validity / 2:
@@ -259,14 +269,16 @@ class OcspResponder:
         self._load_metadata(force=True)
         now = self.clock()
         signed = 0
-        for name in self._served_cas():
+        for name, generation in sorted(self._signers):
             if ca is not None and name != ca:
                 continue
-            issuers = [i for i in self._issuers_by_ca[name]
-                       if i.hash_algorithm in PRESIGNED_ALGORITHMS]
+            issuers = [i for i in self._issuers_by_ca.get(name, [])
+                       if i.hash_algorithm in PRESIGNED_ALGORITHMS
+                       and i.generation == generation]
             batch: list[ca_status.StatusRecord] = []
             with transaction(self.ctx.sessions) as session:
-                records = list(ca_status.statuses(session, name, only_unexpired_at=now))
+                records = list(ca_status.statuses(session, name, only_unexpired_at=now,
+                                                  generation=generation))
             for rec in records:
                 if not force and all(self._fresh(i, rec, now) for i in issuers):
                     continue
@@ -286,6 +298,11 @@ class OcspResponder:
     def invalidate_metadata(self) -> None:
         """Re-read issuers and signers on the next request (after a signer renewal)."""
         self._metadata_at = 0.0
+
+    def reload_metadata(self) -> None:
+        """Re-read issuers and signers now: a CA key generation was made or retired, and
+        answers held for a retired one must not be served from memory any more."""
+        self._load_metadata(force=True)
 
     # -- request handling ---------------------------------------------------------------------
 
@@ -308,19 +325,22 @@ class OcspResponder:
                 if cached is not None and now < cached.next_update:
                     return cached.answer  # still valid: better than tryLater
                 raise
-            if rec is not None:
+            if rec is not None and rec.generation == issuer.generation:
                 self._presign([issuer], [rec], now)
                 fresh = self._cache.get(cid.key)
                 if fresh is not None:
                     self._memo(request_der, cid.key)
                     return fresh.answer
-            return self._sign_fresh(issuer.ca, [(cid, None)], None, now)
+            return self._sign_fresh((issuer.ca, issuer.generation), [(cid, None)], None, now)
         issuers = [self._issuer_for(cid) for cid in request.cert_ids]
-        cas = {i.ca for i in issuers}
-        if len(cas) > 1:
-            # One response has one signer, and each CA has its own delegated signer.
-            raise Unauthorized("the CertIDs name issuers of different CAs")
-        ca = issuers[0].ca
+        responders = {(i.ca, i.generation) for i in issuers}
+        if len(responders) > 1:
+            # One response has one signer, and each CA key generation has its own delegated
+            # signer (a client checks it against the issuer it asked about).
+            raise Unauthorized("the CertIDs name issuers with different responders "
+                               "(different CAs or key generations of a CA)")
+        signer_key = next(iter(responders))
+        ca, generation = signer_key
         # A held pre-signed answer is kept current by status events, so its status serves a
         # nonce request too; only the others are read from the database (on SQLite every
         # transaction takes the write lock, so this matters across worker processes).
@@ -331,7 +351,7 @@ class OcspResponder:
             if held is not None and now < held.next_update:
                 recs.append(ca_status.StatusRecord(ca, held.serial, held.status, held.revoked_at,
                                                    held.revocation_reason, held.next_update,
-                                                   None))
+                                                   None, held.generation))
             else:
                 recs.append(None)
                 missing.append(len(recs) - 1)
@@ -339,9 +359,11 @@ class OcspResponder:
             with transaction(self.ctx.sessions) as session:
                 for index in missing:
                     serial = request.cert_ids[index].serial
-                    recs[index] = ca_status.status(session, ca, format(serial, "x")) \
+                    found = ca_status.status(session, ca, format(serial, "x")) \
                         if serial > 0 else None
-        return self._sign_fresh(ca, list(zip(request.cert_ids, recs, strict=True)),
+                    recs[index] = found if found is not None \
+                        and found.generation == generation else None
+        return self._sign_fresh(signer_key, list(zip(request.cert_ids, recs, strict=True)),
                                 request.nonce, now)
 
     def _presigned_key(self, cid: CertIdRequest) -> CacheKey:
@@ -362,15 +384,15 @@ class OcspResponder:
     def _issuer_for(self, cid: CertIdRequest) -> IssuerKey:
         issuer = self._issuers.get((cid.hash_algorithm, cid.issuer_name_hash,
                                     cid.issuer_key_hash))
-        if issuer is None or issuer.ca not in self._signers:
-            raise Unauthorized("no CA served here matches the CertID's issuer")
+        if issuer is None or (issuer.ca, issuer.generation) not in self._signers:
+            raise Unauthorized("no CA key served here matches the CertID's issuer")
         return issuer
 
-    def _sign_fresh(self, ca: str,
+    def _sign_fresh(self, signer_key: SignerKey,
                     items: list[tuple[CertIdRequest, ca_status.StatusRecord | None]],
                     nonce: bytes | None, now: dt.datetime) -> Answer:
         this_update = now.replace(microsecond=0)
-        state = self._signers[ca]
+        state = self._signers[signer_key]
         next_update = min(this_update + self.validity, state.not_after)
         answers = []
         for cid, rec in items:
@@ -417,7 +439,7 @@ class OcspResponder:
         made: list[CachedAnswer] = []
         rows: list[dict[str, Any]] = []
         for issuer in issuers:
-            state = self._signers[issuer.ca]
+            state = self._signers[(issuer.ca, issuer.generation)]
             next_update = min(this_update + self.validity, state.not_after)
             for rec in records:
                 serial = int(rec.serial, 16)
@@ -499,7 +521,7 @@ class OcspResponder:
 
     def _served_cas(self) -> list[str]:
         self._load_metadata()
-        return sorted(self._signers)
+        return sorted({ca for ca, _ in self._signers})
 
     def _load_metadata(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._metadata_at < METADATA_TTL:
@@ -509,23 +531,32 @@ class OcspResponder:
                 return
             issuers: dict[tuple[str, bytes, bytes], IssuerKey] = {}
             by_ca: dict[str, list[IssuerKey]] = {}
-            signers: dict[str, SignerState] = {}
+            signers: dict[SignerKey, SignerState] = {}
             with transaction(self.ctx.sessions) as session:
                 for ca in ca_status.authority_names(session):
-                    for gen in ca_status.generations(session, ca):
+                    # Retired generations sign nothing any more: their CertIDs are refused.
+                    active = ca_status.generations(session, ca, active_only=True)
+                    for gen in active:
                         for key in _issuer_keys(gen):
                             issuers[(key.hash_algorithm, key.name_hash, key.key_hash)] = key
                             by_ca.setdefault(ca, []).append(key)
-                    try:
-                        record = ca_status.service_key(session, ca, SIGNER_ROLE)
-                    except UnknownCa:
-                        continue
-                    signers[ca] = self._signer_state(record)
+                    numbers = {gen.number for gen in active}
+                    # newest first: the first record of each generation is its signer
+                    for record in ca_status.service_keys(session, SIGNER_ROLE, ca):
+                        if record.generation in numbers \
+                                and (ca, record.generation) not in signers:
+                            signers[(ca, record.generation)] = self._signer_state(record)
+            gone = self._issuers.keys() - issuers.keys()
             self._issuers, self._issuers_by_ca, self._signers = issuers, by_ca, signers
+            if gone:
+                # A generation was retired: its held answers go too (one pass over the cache,
+                # only when that happens), so its CertIDs are refused from now on.
+                for held in [k for k in self._cache if k[:3] in gone]:
+                    self._cache.pop(held, None)
             self._metadata_at = time.monotonic()
 
     def _signer_state(self, record: ca_status.ServiceKeyRecord) -> SignerState:
-        current = self._signers.get(record.ca)
+        current = self._signers.get((record.ca, record.generation))
         if current is not None and current.serial == record.serial:
             return current
         signer = self._signer_objects.get(record.key_uri)
@@ -541,7 +572,8 @@ class OcspResponder:
         # RSA AlgorithmIdentifiers carry NULL parameters (RFC 4055), ECDSA ones none (RFC 5758).
         params = b"\x05\x00" if signer.key_type.value.startswith("rsa") else b""
         sig_alg_der = der.tlv(0x30, oid + params)
-        return SignerState(record.ca, record.serial, signer, alg.hash_algorithm(),
+        return SignerState(record.ca, record.generation, record.serial, signer,
+                           alg.hash_algorithm(),
                            cert.public_key.sha1, sig_alg_der, record.certificate_der,
                            record.not_after)
 

@@ -5,6 +5,10 @@ be short-lived and replaced before it expires. :func:`ensure_fresh` re-certifies
 a new key once less than a third of its validity remains; the new service-key row is the newest,
 so every responder switches to it on its next metadata reload (≤ 30 s), and answers signed by the
 old one stay valid until their nextUpdate (which never exceeds the old signer's notAfter).
+
+After an issuing-CA key rollover every generation not yet retired has a signer of its own,
+renewed under that generation: a client checks the responder certificate against the issuer of
+the certificate it asked about. A retired generation's signer is left to expire.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Renewal:
     new_serial: str
     key_uri: str
     not_after: dt.datetime
+    generation: int = 1
 
 
 def needs_renewal(record: ca_status.ServiceKeyRecord, now: dt.datetime) -> bool:
@@ -62,10 +67,14 @@ def ensure_fresh(ctx: CaContext, *, actor: str = "system", force: bool = False,
         names = [ca] if ca is not None else ca_status.authority_names(session)
         records = []
         for name in names:
-            try:
-                records.append(ca_status.service_key(session, name, SIGNER_ROLE))
-            except UnknownCa:
-                continue
+            for gen in ca_status.generations(session, name, active_only=True):
+                if gen.status != "good":
+                    continue  # a compromised key certifies nothing more
+                try:
+                    records.append(ca_status.service_key(session, name, SIGNER_ROLE,
+                                                         generation=gen.number))
+                except UnknownCa:
+                    continue
     renewed = []
     for record in records:
         if not force and not needs_renewal(record, now):
@@ -81,12 +90,13 @@ def ensure_fresh(ctx: CaContext, *, actor: str = "system", force: bool = False,
         subject = record.certificate().subject.rfc4514_string()
         spec = ServiceSpec(SIGNER_ROLE, record.ca, PROFILE, KeySpec(uri, signer.key_type),
                            subject)
-        cert = certify_service(ctx, spec, signer, actor)
+        cert = certify_service(ctx, spec, signer, actor, generation=record.generation)
         with transaction(ctx.sessions) as session:
             audit.record_event(session, actor=actor, action="ocsp.renew-signer",
                                object_type="ca", object_id=record.ca, outcome="success",
                                details={"old_serial": record.serial, "new_serial": cert.serial,
                                         "key_uri": uri, "not_after": cert.not_after.isoformat(),
-                                        "forced": force})
-        renewed.append(Renewal(record.ca, record.serial, cert.serial, uri, cert.not_after))
+                                        "forced": force, "generation": record.generation})
+        renewed.append(Renewal(record.ca, record.serial, cert.serial, uri, cert.not_after,
+                               record.generation))
     return renewed

@@ -110,7 +110,8 @@ class Pki:
         return f"{self.db}-{self.keys}"
 
 
-def build_pki(home: Path, database_url: str, keys: str, token: dict[str, str] | None) -> Pki:
+def build_pki(home: Path, database_url: str, keys: str, token: dict[str, str] | None, *,
+              public_base_url: str = "http://127.0.0.1:8600") -> Pki:
     home.mkdir(parents=True, exist_ok=True)
     file_store = FileKeyStore(home / "keys", passphrase=TEST_PASSPHRASE)
     stores: list = [file_store]
@@ -134,7 +135,7 @@ def build_pki(home: Path, database_url: str, keys: str, token: dict[str, str] | 
 
         keystore = KeyStoreConfig()
     config = Config(home=home, database_url=database_url,
-                    public_base_url="http://127.0.0.1:8600", keystore=keystore,
+                    public_base_url=public_base_url, keystore=keystore,
                     audit=AuditConfig(key_uri=key_uri("audit")))
     engine = make_engine(database_url)
     migrate.upgrade(engine, all_version_locations())  # every package's tables, as `init` does

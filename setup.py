@@ -16,7 +16,8 @@ setup(
         "core": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "ca": ["migrations/*.py"],
         "kmc": ["migrations/*.py"],
-        "apps": ["sso/migrations/*.py", "sso/templates/sso/*.html", "sso/static/*"],
+        "apps": ["sso/migrations/*.py", "sso/templates/sso/*.html", "sso/static/*",
+                 "exchange/migrations/*.py"],
     },
     install_requires=[
         # The token-backed private key (hsm/pkcs11_store.py) relies on pyca calling

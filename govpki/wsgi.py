@@ -107,6 +107,7 @@ def create_app(config: Config | None = None, only: str | None = None,
     from govpki.logging import RequestIdMiddleware, access_mode, configure_logging
     from govpki.metrics import MetricsApp, OcspMetrics, count_readiness_failures
     from govpki.scheduler import start_scheduler
+    from govpki.signing_api import bind_signing_api, install_signing_api
     from ocsp.wsgi import create_ocsp_app
     from signing.config import tsa_config_from
     from signing.tsa_wsgi import create_tsa_app
@@ -116,6 +117,7 @@ def create_app(config: Config | None = None, only: str | None = None,
         raise ValueError(f"unknown service {only!r} (known: {', '.join(SERVICES)})")
     configure_logging()  # JSON lines on stderr, unless logging is configured already
     install_kmc()
+    install_signing_api()  # POST /api/v1/sign/pdf and /verify/pdf in ra's /api/v1 table
     if ctx is None:
         ctx = CaContext.open(config or load_config())
     config = ctx.config
@@ -125,6 +127,7 @@ def create_app(config: Config | None = None, only: str | None = None,
         routes["/ocsp"] = OcspMetrics(create_ocsp_app(ctx))
     if only in (None, "tsa"):
         routes["/tsa"] = create_tsa_app(ctx, tsa_config_from(config.sections))
+    bind_signing_api(flask_app, ctx, routes.get("/ocsp"))  # their OCSP answered in-process
     probe = Probe(ctx)
     routes["/readyz"] = ReadinessApp(probe, on_failure=count_readiness_failures)
     routes["/metrics"] = MetricsApp(ctx, probe)

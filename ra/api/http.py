@@ -127,14 +127,21 @@ def _body_limit(route: Route) -> int:
     return route.max_body or ra_config().max_body_bytes
 
 
+def _streamed() -> bool:
+    """A body follows without a length (Transfer-Encoding: chunked); a request with neither
+    Content-Length nor Transfer-Encoding has an empty body (RFC 9112 §6.3)."""
+    return bool(request.headers.get("Transfer-Encoding")
+                or request.environ.get("wsgi.input_terminated"))
+
+
 def check_size(route: Route) -> None:
     """Refuse an oversized body before anything reads it (from Content-Length), and cap the
     stream for bodies that announce no length (chunked): werkzeug stops reading at the limit
     and :func:`_raw_body` refuses a body that reached it. A binary body (a document) must
-    announce its length: without Content-Length it is refused unread (411)."""
+    announce its length: a chunked one is refused unread (411)."""
     limit = _body_limit(route)
     request.max_content_length = limit
-    if route.binary_body is not None and request.content_length is None:
+    if route.binary_body is not None and request.content_length is None and _streamed():
         raise LengthRequired(f"send the document with a Content-Length (at most {limit} "
                              f"bytes); a body without one is not accepted here", limit=limit)
     if request.content_length is not None and request.content_length > limit:

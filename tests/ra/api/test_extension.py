@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from ra.api import (
@@ -214,6 +217,10 @@ def test_body_without_length_is_411(ext_api: Api, token: str) -> None:
                  "Content-Type": "application/pdf"})
     assert _problem(response, 411, "length-required")["limit"] == LIMIT
     assert stream.tell() == 0
+    # Neither Content-Length nor Transfer-Encoding: no body at all (RFC 9112 §6.3), not 411.
+    empty = ext_api.call("POST", "/test-echo/digest?note=a", token=token,
+                         content_type="application/pdf")
+    assert empty.status_code == 200 and empty.json["size"] == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,3 +296,19 @@ def test_bad_declarations_are_refused(options: dict, message: str) -> None:
         RouteGroup("Bad Name")
     with pytest.raises(ValueError, match="at least one media type"):
         BinaryBody((), "d")
+
+
+# ---------------------------------------------------------------------------------------------
+# Whatever arrives, a declared answer (never a 500)
+
+@given(query=st.text(max_size=60), flag=st.text(max_size=20), body=st.binary(max_size=64),
+       media=st.sampled_from(["application/pdf", "application/octet-stream", "text/plain",
+                              "application/pdf; charset=binary", ""]))
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_any_input_gets_a_declared_answer(ext_api: Api, token: str, query: str, flag: str,
+                                         body: bytes, media: str) -> None:
+    headers = {"Echo-Flag": flag} if flag.isascii() and flag.isprintable() else {}
+    response = ext_api.call("POST", "/test-echo/digest?" + quote(query, safe="=&"),
+                            token=token, data=body, content_type=media, headers=headers)
+    assert response.status_code in (200, 400, 415), response.get_data(as_text=True)

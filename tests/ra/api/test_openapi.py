@@ -44,6 +44,7 @@ def test_every_served_route_is_documented_and_vice_versa(api: Api) -> None:
     served = _flask_operations(api)
     assert served == documented
     contributed = [g for g in route_groups() if g.name != "ra"]
+    assert "signing" in {g.name for g in contributed}, "create_app contributes govpki's routes"
     assert len(documented) == len(ROUTES) + sum(len(g.routes) for g in contributed)
 
 

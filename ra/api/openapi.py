@@ -143,7 +143,8 @@ def check_schema_names(group: RouteGroup) -> None:
                          f"own")
 
 
-_DOCUMENTS: dict[tuple[int, ...], dict[str, Any]] = {}
+#: Documents by table; each entry keeps its groups alive, so no id in a key is reused.
+_DOCUMENTS: dict[tuple[int, ...], tuple[tuple[RouteGroup, ...], dict[str, Any]]] = {}
 
 
 def document(groups: Sequence[RouteGroup] | None = None) -> dict[str, Any]:
@@ -152,8 +153,8 @@ def document(groups: Sequence[RouteGroup] | None = None) -> dict[str, Any]:
     groups = tuple(groups if groups is not None else route_groups())
     key = tuple(x for g in groups for x in (id(g), len(g.routes), len(g.schemas)))
     if key not in _DOCUMENTS:
-        _DOCUMENTS[key] = _build(groups)
-    return _DOCUMENTS[key]
+        _DOCUMENTS[key] = (groups, _build(groups))
+    return _DOCUMENTS[key][1]
 
 
 def served_document() -> dict[str, Any]:

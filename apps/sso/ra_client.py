@@ -80,7 +80,7 @@ class OidcLogin:
 def ra_client(server: Provider) -> clients.RegisteredClient:
     """The RA's own client registration, made on first use; its URIs follow the issuer (a
     changed ``[sso] issuer`` or public base URL moves them with it)."""
-    client_id = sso_config().ra_client_id
+    client_id = server.config.ra_client_id
     base = server.issuer
     uris: dict[str, Any] = {
         "redirect_uris": [f"{base}/ra/sso/callback"],

@@ -7,6 +7,7 @@ own alembic migrations (``<package>/migrations``); :mod:`core.migrate` runs them
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from core.errors import GovpkiError
+
+log = logging.getLogger("govpki.db")
+#: How long a new PostgreSQL connection may take before the request fails (libpq's
+#: connect_timeout): a database host that drops packets must not hold a request for minutes.
+CONNECT_TIMEOUT_SECONDS = 5
 
 class Base(DeclarativeBase):
     pass
@@ -48,11 +56,65 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class DatabaseUnavailable(GovpkiError, SQLAlchemyError):
+    """The database cannot be reached: refused, restarting, shut down, out of connections.
+
+    Raised instead of the driver's error so that every edge answers it the same way — 503
+    with a problem body over HTTP, one line on the CLI — while code that catches SQLAlchemy's
+    errors (the OCSP responder's ``tryLater``) still does. Nothing was written: the transaction
+    that met it is rolled back.
+    """
+
+    kind = "database-unavailable"
+    http_status = 503
+
+    def __init__(self, message: str = "the database is unavailable (restarting or "
+                 "unreachable): try again shortly", **details: object) -> None:
+        super().__init__(message, **details)
+
+
+#: SQLSTATE classes of a database that is away rather than of a statement that failed: 08
+#: connection exception, 57 operator intervention (shutdown, starting up; not 57014, a
+#: cancelled statement), 53300 too many connections.
+_AWAY_CLASSES = ("08", "57")
+_NOT_AWAY = ("57014",)
+
+
+def _database_away(context: ExceptionContext) -> bool:
+    if context.is_pre_ping:
+        return False  # the pool reconnects by itself; that is not a failure yet
+    if context.is_disconnect:
+        return True
+    import psycopg
+
+    original = context.original_exception
+    if not isinstance(original, psycopg.OperationalError):
+        return False
+    state = original.sqlstate
+    if state is None:  # refused or timed out before any server answered
+        return True
+    return (state[:2] in _AWAY_CLASSES and state not in _NOT_AWAY) or state == "53300"
+
+
+def _unavailable(context: ExceptionContext) -> BaseException | None:
+    """``handle_error`` hook: a connection-class failure becomes DatabaseUnavailable (after
+    SQLAlchemy has invalidated the broken connection, so the pool reconnects later)."""
+    if not _database_away(context):
+        return None
+    first = (str(context.original_exception).strip().splitlines() or [""])[0]
+    log.info("database unavailable: %s", first[:300])
+    error = DatabaseUnavailable()
+    error.__cause__ = context.original_exception
+    return error
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings govpki relies on for each backend.
 
     SQLite: WAL and a busy timeout so the CLI and a running server can share the file, foreign
-    keys on. PostgreSQL: pre-ping so a node survives a database restart.
+    keys on. PostgreSQL: pre-ping so a node survives a database restart (a pooled connection
+    that died with the old server is replaced at checkout, no request sees it), a connect
+    timeout, and connection-class failures raised as :class:`DatabaseUnavailable`.
     """
     if url.startswith("sqlite"):
         _create_private_file(url)
@@ -81,7 +143,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    if "connect_timeout" not in url:
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    event.listen(engine, "handle_error", _unavailable, retval=True)
+    return engine
 
 
 def _create_private_file(url: str) -> None:

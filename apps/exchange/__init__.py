@@ -18,8 +18,10 @@ operations the CLI, the REST API and the web pages share), records (what they re
 from pathlib import Path
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
+#: The web pages' own branch ("exchange_web": their login sessions), apps/exchange/web.
+WEB_MIGRATIONS = str(Path(__file__).parent / "web" / "migrations")
 
 
 def version_locations() -> list[str]:
-    """exchange's migration directory, to append to ``ca.context.version_locations()``."""
-    return [MIGRATIONS]
+    """exchange's migration directories, to append to ``ca.context.version_locations()``."""
+    return [MIGRATIONS, WEB_MIGRATIONS]

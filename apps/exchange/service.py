@@ -52,6 +52,7 @@ __all__ = [
     "overdue",
     "receipt",
     "receipts",
+    "recipient_directory",
     "search",
     "send",
     "signed_header",
@@ -377,3 +378,29 @@ def overdue(ctx: CaContext, actor: Operator, *, org: str | None = None
     visible = set(orgs)
     return [p for p in found if p.sender.code in visible
             or any(d.recipient.code in visible for d in p.deliveries)]
+
+
+# -- choosing recipients ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipientChoice:
+    """An organisation of ra's tree as a sender picks recipients (主送/抄送) from it."""
+
+    organisation: Organisation
+    #: An active encryption key is registered; its certificate is checked again (status and
+    #: validity in the CA's store) when the document is sent.
+    can_receive: bool
+
+
+def recipient_directory(ctx: CaContext, actor: Operator, *, org: str | None = None
+                        ) -> list[RecipientChoice]:
+    """The whole organisation tree in tree order, each marked whether documents can be
+    encrypted to it (exchange.send for the sending organisation): what the web pages'
+    compose form offers."""
+    _acting_for(ctx, actor, org, SEND)
+    with transaction(ctx.sessions) as session:
+        tree = list_organisations(session)
+    keyed = {k.org_code for k in org_keys.list_keys(ctx)
+             if k.purpose == "encryption" and k.state == "active"}
+    return [RecipientChoice(o, o.code in keyed) for o in tree]

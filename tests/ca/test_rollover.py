@@ -11,173 +11,45 @@ Each storage × key-store pair gets a PKI of its own: a rollover changes the CA 
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from flask import Flask
-from sqlalchemy import select
-from werkzeug.serving import make_server
+from sqlalchemy import func, select
 
 from ca.crl import latest_crl, publish_crls
-from ca.issuance import CertificateRequest, issue_certificate
+from ca.errors import UnknownCa
 from ca.issuer import cached_issuer
-from ca.models import Generation
+from ca.models import Certificate, Generation
 from ca.revocation import revoke
-from ca.rollover import retire_finished, rollover, sibling_key_uri, summaries
-from ca.status import generations
+from ca.rollover import RolloverRefused, retire_finished, rollover, summaries
 from ca.store import get_authority
-from ca.web import ca_blueprint
-from core import migrate
 from core.audit import AuditEvent
 from core.db import transaction
-from govpki.migrations import all_version_locations
 from ocsp.signer import ensure_fresh
-from ocsp.wsgi import create_ocsp_app
-from tests.ca.helpers import OFFICIAL_DN, make_csr, new_key
-from tests.conftest import MATRIX, Pki, build_pki
+from tests.ca.generations import (
+    MATRIX_PARAMS,
+    Served,
+    aki,
+    ca_certs,
+    crl_dp,
+    issue,
+    label_uri,
+    openssl_ocsp,
+    openssl_verify,
+    serial,
+    serve_own_pki,
+    ski,
+)
 
 
-class _Late:
-    """A WSGI app set after the socket is bound: the PKI's URLs need the port first."""
-
-    app: Any = None
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        return self.app(environ, start_response)
-
-
-@dataclass
-class Served:
-    pki: Pki
-    base: str
-
-
-def _serve(pki: Pki, late: _Late) -> Any:
-    flask_app = Flask("rollover-test")
-    flask_app.config["GOVPKI_CA"] = pki.ctx
-    flask_app.register_blueprint(ca_blueprint)
-    ocsp_app = create_ocsp_app(pki.ctx, listen=False)
-
-    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO", "").startswith("/ocsp"):
-            return ocsp_app(environ, start_response)
-        return flask_app(environ, start_response)
-
-    late.app = dispatch
-    return ocsp_app
-
-
-@pytest.fixture(scope="module",
-                params=[pytest.param(m, id=f"{m[0]}-{m[1]}",
-                                     marks=[*([pytest.mark.postgres] if m[0] == "postgres"
-                                              else []),
-                                            *([pytest.mark.hsm] if m[1] == "softhsm" else [])])
-                        for m in MATRIX])
+@pytest.fixture(scope="module", params=MATRIX_PARAMS)
 def served(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A demo hierarchy of its own, served over HTTP at the URL its certificates name."""
-    db, keys = request.param
-    token = request.getfixturevalue("softhsm_token") if keys == "softhsm" else None
-    home = tmp_path_factory.mktemp(f"rollover-{db}-{keys}")
-    url = request.getfixturevalue("pg_databases").create() if db == "postgres" \
-        else f"sqlite:///{home / 'govpki.sqlite3'}"
-    late = _Late()
-    server = make_server("127.0.0.1", 0, late, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    pki = build_pki(home, url, keys, token, public_base_url=base)
-    migrate.upgrade(pki.ctx.engine, all_version_locations())
-    ocsp_app = _serve(pki, late)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Served(pki, base)
-    server.shutdown()
-    server.server_close()
-    ocsp_app.close()
-    pki.ctx.close()
-
-
-def label_uri(pki: Pki, label: str) -> str:
-    """A key beside the CA's first key; labels carry the PKI's name, since the SoftHSM2
-    token is shared by the whole session."""
-    with transaction(pki.ctx.sessions) as session:
-        first = generations(session, "officials")[0].key_uri
-    return sibling_key_uri(first, f"{pki.home.name}-{label}")
-
-
-def issue(pki: Pki, days: int | None = None) -> x509.Certificate:
-    return issue_certificate(pki.ctx, CertificateRequest(
-        ca="officials", profile="official-signing", csr=make_csr(new_key("ec-p256")),
-        subject=OFFICIAL_DN, validity_days=days, requested_by="test")).certificate()
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def serial(cert: x509.Certificate) -> str:
-    return format(cert.serial_number, "x")
-
-
-def crl_dp(cert: x509.Certificate) -> str:
-    dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    name = dps[0].full_name
-    assert name is not None
-    return str(name[0].value)
-
-
-def ski(cert: x509.Certificate) -> bytes:
-    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-
-
-def aki(cert: x509.Certificate) -> bytes | None:
-    return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value \
-        .key_identifier
-
-
-def openssl_verify(tmp: Path, cert: x509.Certificate, root: x509.Certificate,
-                   cas: list[x509.Certificate]) -> subprocess.CompletedProcess[str]:
-    """``openssl verify -crl_check`` with the CRL fetched from the certificate's own CRL DP."""
-    with urllib.request.urlopen(crl_dp(cert), timeout=10) as response:
-        assert response.headers["Content-Type"] == "application/pkix-crl"
-        crl = x509.load_der_x509_crl(response.read())
-    name = serial(cert)
-    (tmp / f"{name}.crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    (tmp / f"{name}.pem").write_bytes(pem(cert))
-    (tmp / "root.pem").write_bytes(pem(root))
-    (tmp / "cas.pem").write_bytes(b"".join(pem(c) for c in cas))
-    return subprocess.run(
-        ["openssl", "verify", "-x509_strict", "-crl_check", "-CAfile", str(tmp / "root.pem"),
-         "-untrusted", str(tmp / "cas.pem"), "-CRLfile", str(tmp / f"{name}.crl.pem"),
-         str(tmp / f"{name}.pem")], capture_output=True, text=True, check=False, timeout=30)
-
-
-def openssl_ocsp(tmp: Path, base: str, cert: x509.Certificate, issuer: x509.Certificate,
-                 root: x509.Certificate) -> subprocess.CompletedProcess[str]:
-    name = serial(cert)
-    (tmp / f"{name}.pem").write_bytes(pem(cert))
-    (tmp / f"issuer-{name}.pem").write_bytes(pem(issuer))
-    (tmp / "root.pem").write_bytes(pem(root))
-    return subprocess.run(
-        ["openssl", "ocsp", "-issuer", str(tmp / f"issuer-{name}.pem"), "-cert",
-         str(tmp / f"{name}.pem"), "-url", f"{base}/ocsp", "-CAfile", str(tmp / "root.pem"),
-         "-verify_other", str(tmp / f"issuer-{name}.pem"), "-no_nonce", "-resp_text",
-         "-timeout", "10"], capture_output=True, text=True, check=False, timeout=30)
-
-
-def _certs(pki: Pki) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    """(root, every generation of officials, oldest first)."""
-    with transaction(pki.ctx.sessions) as session:
-        root = get_authority(session, "root").certificate()
-        gens = [g.certificate() for g in generations(session, "officials")]
-    return root, gens
+    yield from serve_own_pki(request, tmp_path_factory, *request.param)
 
 
 def test_rollover_old_and_new_generation_verify_with_their_own_crl_and_ocsp(
@@ -189,7 +61,7 @@ def test_rollover_old_and_new_generation_verify_with_their_own_crl_and_ocsp(
     result = rollover(ctx, "officials", actor="test", key_uri=label_uri(pki, "officials-ca-2"),
                       ocsp_key_uri=label_uri(pki, "officials-ocsp-2"))
     assert (result.previous_generation, result.generation) == (1, 2)
-    root, (gen1, gen2) = _certs(pki)
+    root, (gen1, gen2) = ca_certs(pki)
     assert gen2.subject == gen1.subject and ski(gen2) != ski(gen1)
     assert aki(gen2) == ski(root) and result.ocsp_signer is not None
     assert aki(result.ocsp_signer.certificate()) == ski(gen2)
@@ -260,3 +132,88 @@ def test_rollover_old_and_new_generation_verify_with_their_own_crl_and_ocsp(
     with transaction(ctx.sessions) as session:
         gen_rows = session.scalars(select(Generation).order_by(Generation.id)).all()
         assert any(g.retired_reason == "expired" for g in gen_rows)
+    # The first generation's URLs still answer with what they named (its last CRL).
+    with urllib.request.urlopen(f"{base}/certs/officials.crt", timeout=10) as response:
+        assert response.read() == gen1.public_bytes(serialization.Encoding.DER)
+    with urllib.request.urlopen(f"{base}/certs/officials/g2.crt", timeout=10) as response:
+        assert response.read() == gen2.public_bytes(serialization.Encoding.DER)
+
+
+def test_published_paths_refuse_what_does_not_exist(served: Served) -> None:
+    """Unknown generations and malformed generation paths are 404 problems, never a 500."""
+    for path in ("/crl/officials/g9.crl", "/crl/officials/g0.crl", "/crl/officials/x2.crl",
+                 "/crl/nosuch/g2.crl", "/certs/officials/g9.crt", "/certs/officials/gg.crt",
+                 "/crl/officials/g2-delta-delta.crl"):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(served.base + path, timeout=10)
+        assert caught.value.code == 404, path
+        assert caught.value.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_rollover_refusals_change_nothing(served: Served) -> None:
+    pki, ctx = served.pki, served.pki.ctx
+
+    def counts() -> tuple[int, int]:
+        with transaction(ctx.sessions) as session:
+            return (session.scalar(select(func.count()).select_from(Generation)) or 0,
+                    session.scalar(select(func.count()).select_from(Certificate)) or 0)
+
+    before = counts()
+    with pytest.raises(RolloverRefused, match="is a root"):
+        rollover(ctx, "root", actor="test")
+    with transaction(ctx.sessions) as session:
+        taken = get_authority(session, "devices").key_uri  # a key that exists
+    with pytest.raises(RolloverRefused, match="already exist"):
+        rollover(ctx, "officials", actor="test", key_uri=taken)
+    with pytest.raises(RolloverRefused, match="different names"):
+        rollover(ctx, "officials", actor="test", key_uri=label_uri(pki, "same"),
+                 ocsp_key_uri=label_uri(pki, "same"))
+    with pytest.raises(RolloverRefused, match="outside 1"):
+        rollover(ctx, "officials", actor="test", validity_days=99999)
+    with pytest.raises(UnknownCa):
+        rollover(ctx, "nosuch", actor="test")
+    assert counts() == before
+    assert not ctx.keyring.exists(label_uri(pki, "same"))
+    with transaction(ctx.sessions) as session:
+        refusals = session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "ca.rollover", AuditEvent.outcome == "refused"))
+    assert refusals == 5
+
+
+# --- the operator's commands ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_rollover_commands_as_the_operator_runs_them(tmp_path: Path) -> None:
+    """`govpki ca rollover`, `ca generations`, `ca retire-generations`, `ca compromise` in a
+    real process on a demo home (the steps docs/OPERATIONS.md gives); refusals are one line
+    and change nothing."""
+    import json
+
+    from tests.govpki.test_cli import assert_one_line_error, row_counts, run
+
+    home = tmp_path / "home"
+    run(home, "init")
+    out = run(home, "ca", "rollover", "officials", "--reason", "planned renewal")
+    assert "generation 2 (was 1)" in out.stdout and "ocsp-signer for officials" in out.stdout
+    assert any(p.name.startswith("officials-ca-2") for p in (home / "keys").iterdir())
+    gens = json.loads(run(home, "ca", "generations", "officials", "--json").stdout)
+    assert [(g["generation"], g["current"], g["status"]) for g in gens] == [
+        (1, False, "good"), (2, True, "good")]
+
+    before = row_counts(home)
+    assert_one_line_error(run(home, "ca", "rollover", "root", check=False), "is a root")
+    assert row_counts(home) == (before[0], before[1] + 1)  # the audited refusal, nothing else
+    # Generation 1 of the demo signed nothing but its OCSP signer: retired at once.
+    assert "retired officials generation 1 (expired)" in run(
+        home, "ca", "retire-generations").stdout
+
+    report_file = tmp_path / "compromise.json"
+    out = run(home, "ca", "compromise", "officials", "--yes", "--report", str(report_file))
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert (report["compromised_generation"], report["new_generation"]) == (2, 3)
+    assert "revoked at root" in out.stderr
+    gens = json.loads(run(home, "ca", "generations", "officials", "--json").stdout)
+    assert [(g["generation"], g["current"], g["status"], g["retired_reason"])
+            for g in gens] == [(1, False, "good", "expired"), (2, False, "revoked", None),
+                               (3, True, "good", None)]
+    run(home, "audit", "verify")

@@ -64,6 +64,20 @@ def test_counting_in_fixed_windows(sso_pki) -> None:
     assert ratelimit.purge(sso_pki.ctx, now=start + dt.timedelta(days=2)) >= 2
 
 
+@pytest.mark.postgres
+def test_counting_on_postgresql(pg_file_pki) -> None:
+    """The counter is one upsert (INSERT … ON CONFLICT DO UPDATE … RETURNING) per dialect."""
+    from tests.apps.sso.conftest import sso_ready
+
+    pki = sso_ready(pg_file_pki)
+    config = _config(challenges_per_browser=1)
+    subject = ratelimit.Subject("browser", secrets.token_urlsafe(32))
+    ratelimit.take(pki.ctx, config, ratelimit.CHALLENGE, [subject], client="t")
+    with pytest.raises(RateLimited):
+        _fill(pki, config, ratelimit.CHALLENGE, subject, 1)
+        ratelimit.take(pki.ctx, config, ratelimit.CHALLENGE, [subject], client="t")
+
+
 def test_wrong_answers_are_counted_and_then_refused(sso_pki) -> None:
     config = _config(answer_failures_per_address=3)
     subject = ratelimit.Subject("address", _address())

@@ -49,6 +49,7 @@ from ra.api import (
 )
 from ra.api_tokens import authenticate_api_token
 from ra.errors import AuthenticationFailed, ValidationError
+from ra.orgs import get_organisation
 from signing.appearance import (
     CrossPagePlacement,
     PagePlacement,
@@ -63,6 +64,7 @@ from signing.pdf_errors import (
     FieldError,
     NotAPdf,
     SealApprovalRequired,
+    UnknownSeal,
 )
 from signing.pdf_limits import DEFAULT_MAX_BYTES, MAX_PAGES
 from signing.pdf_revinfo import (
@@ -240,8 +242,10 @@ def bind_signing_api(app: Flask, ctx: CaContext, ocsp_app: Any = None) -> None:
 # -- POST /sign/pdf -----------------------------------------------------------------------------
 
 SIGN_PARAMS: Final = (
-    Param("seal", "query", "The server-held seal to stamp (its name in seals.toml).",
-          required=True, max_length=64),
+    Param("seal", "query", "The server-held seal to stamp (its name in seals.toml). Give "
+          "this or org.", max_length=64),
+    Param("org", "query", "Instead of seal: the RA organisation code whose seal to stamp (the "
+          "one seal whose department is the organisation's name).", max_length=32),
     Param("level", "query", "PAdES baseline level.", enum=tuple(lvl.value for lvl in Level),
           default=Level.B_LT.value, max_length=8),
     Param("page", "query", "Page of the seal, from 1 (default: the last page).", "integer",
@@ -279,6 +283,28 @@ def seal_placement(query: typing.Mapping[str, Any]) -> Placement | None:
                               field="box" if box is not None else "page") from None
 
 
+def seal_name(ctx: CaContext, registry: SealRegistry, seal: str | None, org: str | None
+              ) -> str:
+    """The seal named, or the one seal of organisation ``org``: its name in the RA (ra's
+    record, looked up here, above both) is the department a seal is drawn with."""
+    if (seal is None) == (org is None):
+        raise ValidationError("give seal (the seal's name) or org (the organisation whose "
+                              "seal it is), one of them", field="seal")
+    if seal is not None:
+        return seal
+    assert org is not None
+    with transaction(ctx.sessions) as session:
+        organisation = get_organisation(session, org)
+    names = [n for n in registry.names() if registry.get(n).department == organisation.name]
+    if not names:
+        raise UnknownSeal(f"organisation {org} ({organisation.name}) has no seal on this "
+                          f"server")
+    if len(names) > 1:
+        raise ValidationError(f"organisation {org} has several seals ({', '.join(names)}): "
+                              f"name one with seal", field="org")
+    return names[0]
+
+
 def _approver(call: Call) -> str | None:
     token = call.headers.get(APPROVAL_HEADER)
     if not token:
@@ -308,7 +334,7 @@ def sign_pdf(call: Call) -> Reply:
     responses and CRLs embedded, so it validates offline."""
     api = _api()
     registry = api.registry()
-    name = call.query["seal"]
+    name = seal_name(call.ctx, registry, call.query.get("seal"), call.query.get("org"))
     placement = seal_placement(call.query)
     # A placement comes with the seal's own round seal (as stamp_with_seal draws it by
     # default); an unknown seal is left to stamp_with_seal, which refuses it and audits that.

@@ -147,6 +147,13 @@ text = "合同专用章"
 certificate = "{cert.name}"
 allowed = ["{clerk}", "{director}"]
 approvers = ["{director}"]
+
+[[seal]]
+name = "hn-office"
+key_uri = "file:seal-api"
+department = "黄南藏族自治州人民政府办公室"
+certificate = "{cert.name}"
+allowed = ["{clerk}"]
 """, encoding="utf-8")
 
 
@@ -343,6 +350,22 @@ def test_unknown_seal_is_404(served: Served) -> None:
     _problem(served.sign(make_pdf(1), "seal=no-such-seal"), 404, "seal-unknown")
 
 
+def test_seal_chosen_by_organisation(served: Served) -> None:
+    """org names the organisation; its RA name is the department its one seal is drawn with."""
+    paper = make_pdf(1, title=f"by org {served.pki.db}")
+    response = served.sign(paper, "org=632300-BGS&level=B-B")
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    [(actor, outcome, details)] = _events(served, hashlib.sha256(paper).hexdigest())
+    assert (actor, outcome, details["department"]) == (
+        served.clerk.username, "success", "黄南藏族自治州人民政府办公室")
+    several = _problem(served.sign(paper, "org=630000-BGT"), 400, "validation")
+    assert several["field"] == "org" and "qh-contracts, qh-office" in several["detail"]
+    _problem(served.sign(paper, "org=632200-BGS"), 404, "seal-unknown")
+    _problem(served.sign(paper, "org=999999"), 404, "ra-not-found")
+    both = _problem(served.sign(paper, "org=632300-BGS&seal=hn-office"), 400, "validation")
+    assert both["field"] == "seal"
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: a specific problem, nothing signed
 
@@ -364,6 +387,7 @@ def test_bad_pdf_is_400(served: Served, body: bytes, kind: str) -> None:
 @pytest.mark.parametrize(("query", "field"), [
     ("seal=qh-office&level=B-X", "level"),
     ("level=B-LT", "seal"),
+    ("org=" + "9" * 33, "org"),
     ("seal=qh-office&page=0", "page"),
     ("seal=qh-office&box=1,2,3", "box"),
     ("seal=qh-office&cross_page=true&page=1", "page"),
@@ -429,8 +453,8 @@ def test_openapi_lists_both_routes_with_binary_media_types(served: Served) -> No
     assert sign["responses"]["200"]["content"] == {PDF: {"schema": {
         "type": "string", "contentMediaType": PDF}}}
     assert {"400", "401", "403", "404", "411", "413", "415"} <= set(sign["responses"])
-    assert {p["name"] for p in sign["parameters"]} >= {"seal", "level", "page", "box", "reason",
-                                                       "Seal-Approval-Token"}
+    assert {p["name"] for p in sign["parameters"]} >= {"seal", "org", "level", "page", "box",
+                                                       "reason", "Seal-Approval-Token"}
     assert sign["security"] == [{"bearerToken": []}]
     verify = doc["paths"]["/verify/pdf"]["post"]
     assert list(verify["requestBody"]["content"]) == [PDF]

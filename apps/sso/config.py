@@ -9,13 +9,13 @@ the demo's provider is the demo's own address. ``trusted_proxies`` is empty by d
 
 Back-channel logout tokens are posted with a short timeout (3 s: a logout page waits for the
 first attempt) and, when a client is unreachable or answers 5xx, retried by the scheduler
-after 30 s, doubling up to an hour apart, 8 attempts in all (about two hours) before the
-failure is final and audited. Login challenges are rate limited per fixed window of
-``rate_window_seconds`` (5 minutes): new codes per browser (30) and per source address (300:
-an office behind one NAT address shares it), and wrong codes or answers per source address
-(20) and per browser (10) — an 8-character code has 32^8 ≈ 1.1·10^12 values, so at 20
-guesses per 5 minutes, hitting one of even a thousand waiting codes takes one address about
-500 years.
+after 30 s, doubling up to an hour apart, 8 attempts in all (the last about an hour after the
+logout) before the failure is final and audited. Login challenges are rate limited per fixed
+window of ``rate_window_seconds`` (5 minutes): new codes per browser (30) and per source
+address (300: an office behind one NAT address shares it), and wrong codes or answers per
+source address (20) and per browser (10) — an 8-character code has 32^8 ≈ 1.1·10^12 values,
+so at 20 guesses per 5 minutes, hitting one of even a thousand waiting codes takes one
+address about 500 years.
 """
 
 from __future__ import annotations

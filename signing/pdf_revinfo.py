@@ -70,9 +70,9 @@ from pyhanko_certvalidator.fetchers.common_utils import (
 )
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
 
-from ca.crl import current_crl
 from ca.errors import CaError
-from ca.store import find_certificate, get_authority
+from ca.published import ca_certificate_for, crl_for
+from ca.store import find_certificate
 from core.db import transaction
 from core.errors import GovpkiError
 
@@ -266,23 +266,19 @@ class CaStoreTransport:
         if not url.startswith(self.base + "/"):
             return None
         path = url[len(self.base):]
+        # The same path rules as the HTTP views (ca/published.py: per key generation).
         if path.startswith("/crl/") and path.endswith(".crl"):
-            name = path[len("/crl/"):-len(".crl")]
-            delta = name.endswith("-delta")
-            ca = name[:-len("-delta")] if delta else name
             try:
-                record = current_crl(self.ctx, ca, delta=delta)
+                record = crl_for(self.ctx, path[len("/crl/"):-len(".crl")])
             except GovpkiError as exc:
                 raise TransportError(f"{url}: {exc.message} (in-process)") from None
             return record.der, "application/pkix-crl"
         if path.startswith("/certs/") and path.endswith(".crt"):
-            ca = path[len("/certs/"):-len(".crt")]
             try:
-                with transaction(self.ctx.sessions) as session:
-                    authority = get_authority(session, ca)
+                der = ca_certificate_for(self.ctx, path[len("/certs/"):-len(".crt")])
             except GovpkiError as exc:
                 raise TransportError(f"{url}: {exc.message} (in-process)") from None
-            return authority.certificate_der, "application/pkix-cert"
+            return der, "application/pkix-cert"
         return None
 
     def get(self, url: str, accept: Iterable[str]) -> tuple[bytes, str]:

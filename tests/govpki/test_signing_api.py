@@ -11,6 +11,7 @@ Content-Length) go over a real socket.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -246,6 +247,8 @@ def test_sign_via_the_api_is_valid_for_pdfsig_pyhanko_and_verify(served: Served,
     assert response.headers["Govpki-Document-Sha256"] == digest
     assert response.headers["Content-Disposition"] == 'attachment; filename="signed.pdf"'
     assert response.headers["Cache-Control"] == "no-store"
+    stamped = base64.b64encode(hashlib.sha256(signed).digest()).decode()
+    assert response.headers["Repr-Digest"] == f"sha-256=:{stamped}:"
 
     # pyHanko, offline with only the root: B-LT carries everything it needs.
     assert [passed for _f, passed, _i in pyhanko_verdicts(signed, served.root)] == [True]

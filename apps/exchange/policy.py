@@ -26,6 +26,10 @@ POLICY_FILE: Final = Path(policies.__file__).resolve().parent / "exchange.yaml"
 _LIMITS: Final = ("max_body_bytes", "max_attachment_bytes", "max_attachments",
                   "max_package_bytes", "max_recipients", "max_title_chars",
                   "max_number_chars", "max_reason_chars")
+#: What the tables and the header parser can hold (apps/exchange/models.py, header.MAX_TEXT);
+#: CMS holds at most 256 MiB of plaintext in memory (signing.cms.MAX_ATTACHED_BYTES).
+_CEILINGS: Final = {"max_number_chars": 128, "max_title_chars": 1000, "max_reason_chars": 1000,
+                    "max_package_bytes": 200 * 1024 * 1024, "max_attachments": 1000}
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,9 @@ def policy_from_mapping(data: object, *, source: str = "exchange.yaml") -> Excha
             for key in _LIMITS:
                 if key in raw_limits:
                     value = _positive_int(check, raw_limits[key], f"limits.{key}")
-                    if value is not None:
+                    if value is not None and value > _CEILINGS.get(key, value):
+                        check.fail(f"limits.{key}", f"must be at most {_CEILINGS[key]}")
+                    elif value is not None:
                         limit_values[key] = value
     if check.problems:
         joined = "; ".join(str(p) for p in check.problems)

@@ -27,6 +27,7 @@ def test_mistakes_are_reported_with_their_paths() -> None:
     text = POLICY_FILE.read_text(encoding="utf-8")
     broken = (text.replace("hours: 4}", "hours: -4}")
               .replace("max_attachments: 20", "max_attachmnets: 20")
+              .replace("max_number_chars: 64", "max_number_chars: 500")
               .replace("非密: {en: non-classified, allowed: true}",
                        "非密: {en: non-classified, allowed: yes please}"))
     with pytest.raises(ExchangePolicyInvalid) as caught:
@@ -34,6 +35,7 @@ def test_mistakes_are_reported_with_their_paths() -> None:
     message = caught.value.message
     assert "urgencies.特急.hours: must be a positive integer" in message
     assert "did you mean 'max_attachments'" in message
+    assert "limits.max_number_chars: must be at most 128" in message
     assert "classifications.非密.allowed: must be true or false" in message
     with pytest.raises(ExchangePolicyInvalid, match="duplicate key"):
         policy_from_yaml(text + "\nca: devices\n")

@@ -1,11 +1,12 @@
 """Property tests of the parsers of outside input: the Client-Cert header (RFC 9440 and
-nginx's escaped PEM) and the answer `govpki token sign-challenge` posts. Whatever arrives,
-they return a value or raise MalformedInput, never anything else."""
+nginx's escaped PEM), the answer `govpki token sign-challenge` posts, and X-Forwarded-For.
+Whatever arrives, they return a value or raise MalformedInput, never anything else."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 from urllib.parse import quote
 
 import pytest
@@ -18,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.sso.cert_login import parse_answer, parse_client_cert_header
+from apps.sso.config import SsoConfig
 from apps.sso.errors import MalformedInput
+from apps.sso.ratelimit import source_address
 from hsm.challenge import LOGIN_LABEL, login_signed_data, origin_of
 
 
@@ -114,3 +117,21 @@ def test_signed_data_is_unambiguous(o1: str, n1: str, e1: int, o2: str, n2: str,
 def test_origin_of() -> None:
     assert origin_of("HTTPS://SSO.Example.gov.cn:443/x") == "https://sso.example.gov.cn"
     assert origin_of("http://127.0.0.1:8600/") == "http://127.0.0.1:8600"
+
+
+_PROXY_CONFIG = SsoConfig(trusted_proxies=("192.0.2.10",))
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_forwarded_for_any_text(value: str) -> None:
+    """X-Forwarded-For from the trusted proxy: an IP address out, whatever came in."""
+    found = source_address("192.0.2.10", value, _PROXY_CONFIG)
+    assert found == "192.0.2.10" or ipaddress.ip_address(found)
+    assert source_address("203.0.113.5", value, _PROXY_CONFIG) == "203.0.113.5"
+
+
+@given(st.lists(st.ip_addresses(), min_size=1, max_size=5))
+def test_forwarded_for_takes_the_address_the_proxy_appended(chain: list) -> None:
+    header = ", ".join(str(a) for a in chain)
+    assert source_address("192.0.2.10", header, _PROXY_CONFIG) == str(chain[-1])

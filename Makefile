@@ -35,6 +35,7 @@ bench-smoke: setup
 	$(BIN)/python bench/kmc.py --smoke > /dev/null
 	$(BIN)/python bench/ra.py --smoke > /dev/null
 	$(BIN)/python bench/sso.py --smoke > /dev/null
+	$(BIN)/python bench/exchange.py --smoke > /dev/null
 
 test: check pytest bench-smoke
 

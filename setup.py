@@ -17,7 +17,8 @@ setup(
         "ca": ["migrations/*.py"],
         "kmc": ["migrations/*.py"],
         "apps": ["sso/migrations/*.py", "sso/templates/sso/*.html", "sso/static/*",
-                 "exchange/migrations/*.py"],
+                 "exchange/migrations/*.py", "exchange/web/migrations/*.py",
+                 "exchange/web/templates/exchange/*.html", "exchange/web/static/*"],
     },
     install_requires=[
         # The token-backed private key (hsm/pkcs11_store.py) relies on pyca calling
@@ -34,6 +35,7 @@ setup(
         "openpyxl>=3.1",  # XLSX rosters (ra/roster_xlsx.py)
         "pyhanko[opentype,image-support]>=0.25",  # PAdES (signing/), CJK seal text
         "authlib>=1.3",  # OAuth 2.0 / OpenID Connect machinery (apps/sso)
+        "joserfc>=1.0",  # the exchange pages check ID and logout tokens (apps/exchange/web)
         "pkilint>=0.13",
         "psycopg[binary]>=3.2",
         "granian>=2.5",

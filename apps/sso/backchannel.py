@@ -157,7 +157,11 @@ class Deliverer:
                                   .limit(_BATCH)).all()
         outcomes = []
         for row_id, attempts in due:
-            outcome = self._attempt(row_id, attempts, now)
+            try:
+                outcome = self._attempt(row_id, attempts, now)
+            except Exception:  # e.g. the token key unavailable: the claim lapses, retried
+                log.exception("back-channel logout delivery %d could not be attempted", row_id)
+                continue
             if outcome is not None:
                 outcomes.append(outcome)
         return outcomes

@@ -382,10 +382,17 @@ def retire_generations_cmd() -> None:
 @click.option("--ocsp-key-label", default=None, help="Label of its OCSP signer key.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Write the JSON report here (default: standard output).")
+@click.option("--parent-pkcs11-module", default=None,
+              help="PKCS#11 module of the token that holds the parent (root) CA key, when it "
+                   "is not the configured key store.")
+@click.option("--parent-token-label", default=None, help="Label of that token.")
+@click.option("--parent-pin-env", default="GOVPKI_ROOT_PIN", show_default=True,
+              help="Environment variable holding that token's PIN (never on the command line).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def compromise_cmd(ca_name: str, generation: int | None, no_reissue: bool,
                    key_label: str | None, ocsp_key_label: str | None,
-                   report_file: str | None, yes: bool) -> None:
+                   report_file: str | None, parent_pkcs11_module: str | None,
+                   parent_token_label: str | None, parent_pin_env: str, yes: bool) -> None:
     """Declare an issuing CA key compromised and walk the runbook (CA密钥泄露处置):
     revoke its certificate at the parent, new key, re-issue and revoke what it signed."""
     from ca.compromise import declare_compromise
@@ -397,7 +404,9 @@ def compromise_cmd(ca_name: str, generation: int | None, no_reissue: bool,
         report = declare_compromise(
             ctx, ca_name, actor=default_actor(), generation=generation,
             reissue=not no_reissue, key_uri=_sibling(ctx, ca_name, key_label),
-            ocsp_key_uri=_sibling(ctx, ca_name, ocsp_key_label))
+            ocsp_key_uri=_sibling(ctx, ca_name, ocsp_key_label),
+            parent_signer=_parent_signer(ctx, ca_name, parent_pkcs11_module,
+                                         parent_token_label, parent_pin_env))
     text = json.dumps(report.as_json(), ensure_ascii=False, indent=2)
     if report_file:
         Path(report_file).write_text(text + "\n", encoding="utf-8")

@@ -44,6 +44,7 @@ from ca.store import find_certificate as _find
 from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
+from hsm.signer import Signer
 from policies.profiles import get_profile
 
 REASON = "cACompromise"
@@ -93,9 +94,12 @@ class CompromiseReport:
 
 def declare_compromise(ctx: CaContext, ca: str, *, actor: str, generation: int | None = None,
                        reissue: bool = True, key_uri: str | None = None,
-                       ocsp_key_uri: str | None = None,
+                       ocsp_key_uri: str | None = None, parent_signer: Signer | None = None,
                        now: dt.datetime | None = None) -> CompromiseReport:
-    """Walk the runbook for generation ``generation`` (default: the newest) of CA ``ca``."""
+    """Walk the runbook for generation ``generation`` (default: the newest) of CA ``ca``.
+
+    ``parent_signer``: the parent's key from a token the key ring does not hold (the offline
+    root, brought out): it signs the parent's CRL and the new generation's certificate."""
     try:
         with transaction(ctx.sessions) as session:
             auth = authority_row(session, ca)
@@ -126,12 +130,12 @@ def declare_compromise(ctx: CaContext, ca: str, *, actor: str, generation: int |
         revoke(ctx, ca_serial, REASON, ca=parent_name, actor=actor)
     except InvalidStatusChange:
         pass  # revoked by an earlier, interrupted run
-    publish_crls(ctx, parent_name, actor=actor)
+    publish_crls(ctx, parent_name, actor=actor, signer=parent_signer)
     invalidate_issuers(ctx)
     result = None
     if number == newest:                                                          # 3
         result = rollover(ctx, ca, actor=actor, key_uri=key_uri, ocsp_key_uri=ocsp_key_uri,
-                          reason="compromise")
+                          parent_signer=parent_signer, reason="compromise")
     affected = [_handle(ctx, record, actor=actor, reissue=reissue)                # 4, 5
                 for record in _affected(ctx, ca, number, now or utcnow())]
     publish_crls(ctx, ca, actor=actor)

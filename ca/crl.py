@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from sqlalchemy.orm import Session
 from ca.context import CaContext
 from ca.der import _read_tlv, assemble_signed, signature_algorithm_of, tlv
 from ca.errors import CaError
-from ca.issuer import Issuer, cached_issuer
+from ca.issuer import Issuer, cached_issuer, issuer_with_key
 from ca.models import Certificate, CrlCounter, Generation, PublishedCrl
 from ca.plan import crl_url, delta_crl_url
 from ca.revocation import REASONS
@@ -52,7 +53,10 @@ from core import audit
 from core.db import transaction, utcnow
 from core.errors import GovpkiError
 from hsm.algorithms import algorithm
+from hsm.signer import Signer
 from policies.profiles import CrlPolicy, get_profile
+
+log = logging.getLogger(__name__)
 
 # Without a ``crl`` section in the CA's profile: a daily full CRL and a delta every four hours.
 DEFAULT_POLICY = CrlPolicy(next_update_hours=24, delta_next_update_hours=4)
@@ -298,8 +302,8 @@ def _record(row: PublishedCrl, ca: str) -> CrlRecord:
                      row.next_update, row.entries, row.der, row.generation or 1)
 
 
-def _publish_one(ctx: CaContext, ca: str, generation: int, *, mode: str, actor: str
-                 ) -> list[CrlRecord]:
+def _publish_one(ctx: CaContext, ca: str, generation: int, *, mode: str, actor: str,
+                 signer: Signer | None = None) -> list[CrlRecord]:
     """Publish what ``mode`` asks for one generation of one CA, in one transaction holding the
     CA's CRL number lock.
 
@@ -309,7 +313,11 @@ def _publish_one(ctx: CaContext, ca: str, generation: int, *, mode: str, actor: 
     missing, else a delta when the newest delta is due, missing or on an older base, else
     nothing.
     """
-    issuer = cached_issuer(ctx, ca, generation=generation)
+    if signer is None:
+        issuer = cached_issuer(ctx, ca, generation=generation)
+    else:
+        with transaction(ctx.sessions) as session:
+            issuer = issuer_with_key(session, ctx, ca, generation, signer)
     policy = crl_policy(_authority_profile(ctx, ca))
     base_url = ctx.config.public_base_url
     published: list[PublishedCrl] = []
@@ -377,63 +385,91 @@ def _authority_profile(ctx: CaContext, ca: str) -> str:
 
 
 def _publishers(ctx: CaContext, ca: str | None, generation: int | None
-                ) -> list[tuple[str, int]]:
-    """(CA, generation) pairs that publish: every generation not retired."""
+                ) -> list[tuple[str, int, str]]:
+    """(CA, generation, key URI) for every generation that publishes: those not retired."""
     with transaction(ctx.sessions) as session:
         names = [authority_row(session, ca).name] if ca is not None \
             else authority_names(session)
-        out: list[tuple[str, int]] = []
+        out: list[tuple[str, int, str]] = []
         for name in names:
             authority = authority_row(session, name)
             if generation is not None:
                 generation_row(session, authority, generation)  # UnknownCa if there is none
-            query = select(Generation.number).where(Generation.authority_id == authority.id,
-                                                    Generation.retired_at.is_(None))
+            query = select(Generation.number, Generation.key_uri).where(
+                Generation.authority_id == authority.id, Generation.retired_at.is_(None))
             if generation is not None:
                 query = query.where(Generation.number == generation)
-            out += [(name, n) for n in session.scalars(query.order_by(Generation.number))]
+            out += [(name, n, uri) for n, uri in
+                    session.execute(query.order_by(Generation.number)).all()]
         return out
 
 
+def _reachable(ctx: CaContext, key_uri: str) -> bool:
+    """Whether this process can sign with the key: an offline root's token is in the safe."""
+    try:
+        return ctx.keyring.exists(key_uri)
+    except GovpkiError:
+        return False
+
+
 def _publish(ctx: CaContext, ca: str | None, *, mode: str, actor: str,
-             generation: int | None = None) -> list[CrlRecord]:
+             generation: int | None = None, signer: Signer | None = None) -> list[CrlRecord]:
+    """Every (CA, generation) in turn; one that fails (its key offline: a root whose token is
+    in the safe) is audited and does not stop the others, and the first failure is raised once
+    they have all been tried."""
     out: list[CrlRecord] = []
-    for name, number in _publishers(ctx, ca, generation):
+    failures: list[GovpkiError] = []
+    for name, number, key_uri in _publishers(ctx, ca, generation):
+        if signer is not None and key_uri != signer.key_uri:
+            continue  # the key brought out signs for its own generation only
+        if signer is None and mode == "due" and ca is None and not _reachable(ctx, key_uri):
+            # The scheduler's round over every CA: a key kept offline is published by hand
+            # when its token is brought out (docs/OPERATIONS.md, Key custody); the CRL's age
+            # is watched by monitoring (govpki_crl_next_update_seconds), not audited a minute.
+            log.info("CRL of %s generation %d not republished: its key is not online here",
+                     name, number)
+            continue
         try:
-            out += _publish_one(ctx, name, number, mode=mode, actor=actor)
+            out += _publish_one(ctx, name, number, mode=mode, actor=actor, signer=signer)
         except GovpkiError as exc:
             audit.record_refusal(ctx.sessions, actor=actor, action="ca.crl.publish",
                                  object_type="crl", object_id=f"{name}/?", outcome="failure",
                                  details={"error": exc.kind, "message": exc.message,
                                           "generation": number})
-            raise
+            failures.append(exc)
+    if failures:
+        raise failures[0]
     return out
 
 
 def publish_crls(ctx: CaContext, ca: str | None = None, *, actor: str = "system",
-                 generation: int | None = None) -> list[CrlRecord]:
+                 generation: int | None = None, signer: Signer | None = None
+                 ) -> list[CrlRecord]:
     """Publish a full CRL and a delta CRL on it for ``ca`` (or every CA), now: one pair per
-    key generation not yet retired (or only ``generation``).
+    key generation not yet retired (or only ``generation``). ``signer``: a CA key from a store
+    the key ring does not hold (an offline root's token); only its generation publishes.
 
     Returns the stored CRLs, full before delta, CA by CA, oldest generation first. Each is one
     ``ca.crl.publish`` audit event committed with it; a failure (HSM error, ...) stores nothing
     and is audited.
     """
-    return _publish(ctx, ca, mode="full", actor=actor, generation=generation)
+    return _publish(ctx, ca, mode="full", actor=actor, generation=generation, signer=signer)
 
 
 def publish_delta(ctx: CaContext, ca: str | None = None, *, actor: str = "system",
-                  generation: int | None = None) -> list[CrlRecord]:
+                  generation: int | None = None, signer: Signer | None = None
+                  ) -> list[CrlRecord]:
     """Publish only a delta CRL on the newest full CRL (a full one first if there is none):
     changes reach relying parties without re-sending the whole list."""
-    return _publish(ctx, ca, mode="delta", actor=actor, generation=generation)
+    return _publish(ctx, ca, mode="delta", actor=actor, generation=generation, signer=signer)
 
 
 def republish_due(ctx: CaContext, ca: str | None = None, *, actor: str = "system:scheduler",
-                  generation: int | None = None) -> list[CrlRecord]:
+                  generation: int | None = None, signer: Signer | None = None
+                  ) -> list[CrlRecord]:
     """For a scheduler: publish where the newest CRL is missing or older than half its
     validity (a full CRL brings a fresh delta with it). Returns what was published."""
-    return _publish(ctx, ca, mode="due", actor=actor, generation=generation)
+    return _publish(ctx, ca, mode="due", actor=actor, generation=generation, signer=signer)
 
 
 def latest_crl(ctx: CaContext, ca: str, *, delta: bool = False, generation: int = 1

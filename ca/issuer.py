@@ -92,12 +92,25 @@ ISSUER_CACHE_SECONDS = 30.0
 
 
 def load_issuer(session: Session, ctx: CaContext, name: str, now: dt.datetime, *,
-                generation: int | None = None) -> Issuer:
+                generation: int | None = None, signer: Signer | None = None) -> Issuer:
     """The newest generation of CA ``name`` (or generation number ``generation``), refused if
-    it or any CA above it is unusable."""
-    issuer = cached_issuer(ctx, name, session, generation=generation)
+    it or any CA above it is unusable. ``signer`` is its key from a store this process's key
+    ring does not hold (an offline root's token, brought out for one command): used as given
+    and not cached; the caller checks that it is the CA's key."""
+    if signer is not None:
+        issuer = _read_issuer(session, ctx, name, generation, signer)
+    else:
+        issuer = cached_issuer(ctx, name, session, generation=generation)
     issuer.check_usable(session, now)
     return issuer
+
+
+def issuer_with_key(session: Session, ctx: CaContext, name: str, generation: int | None,
+                    signer: Signer) -> Issuer:
+    """Generation ``generation`` (None: the newest) of CA ``name`` signing with ``signer``, a key
+    from a store the key ring does not hold; not cached. No usability check: CRLs are signed
+    for a generation even after its certificate was revoked."""
+    return _read_issuer(session, ctx, name, generation, signer)
 
 
 def _cache_key(name: str, generation: int | None) -> str:
@@ -136,7 +149,8 @@ def invalidate_issuers(ctx: CaContext) -> None:
         ctx.issuer_cache.clear()
 
 
-def _read_issuer(session: Session, ctx: CaContext, name: str, number: int | None) -> Issuer:
+def _read_issuer(session: Session, ctx: CaContext, name: str, number: int | None,
+                 signer: Signer | None = None) -> Issuer:
     from ca.store import authority_row, current_generation, generation_row
 
     auth = authority_row(session, name)
@@ -156,7 +170,8 @@ def _read_issuer(session: Session, ctx: CaContext, name: str, number: int | None
                 if signed_by is not None and signed_by.generation_id is not None else None
             walk_gen = parent_gen or current_generation(session, walk)
     cert = x509.load_der_x509_certificate(gen.certificate_der)
-    signer = ctx.keyring.get(gen.key_uri)
+    if signer is None:
+        signer = ctx.keyring.get(gen.key_uri)
     return Issuer(
         authority_id=auth.id, name=auth.name, generation_id=gen.id, subject=cert.subject,
         ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,

@@ -20,7 +20,6 @@ renewed. Certificates of service keys (its own OCSP signer) do not keep a genera
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,15 +188,14 @@ def _parent_issuer(ctx: CaContext, parent: str, parent_signer: Signer | None) ->
     """The parent's newest generation, signing with ``parent_signer`` when its key lives on a
     token this process's key ring does not hold (an offline root brought out for the event)."""
     with transaction(ctx.sessions) as session:
-        issuer = load_issuer(session, ctx, parent, utcnow())
-    if parent_signer is None:
-        return issuer
+        issuer = load_issuer(session, ctx, parent, utcnow(), signer=parent_signer)
     spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-    if parent_signer.public_key().public_bytes(*spki) != issuer.public_key.public_bytes(*spki):
+    if parent_signer is not None and parent_signer.public_key().public_bytes(*spki) \
+            != issuer.public_key.public_bytes(*spki):
         raise RolloverRefused(f"the key {parent_signer.key_uri} is not the key of CA "
                               f"'{parent}' (its public key differs from the CA certificate's)",
                               ca=parent)
-    return dataclasses.replace(issuer, signer=parent_signer)
+    return issuer
 
 
 def rollover(ctx: CaContext, ca: str, *, actor: str, key_uri: str | None = None,

@@ -29,6 +29,7 @@ from ca.rollover import RolloverRefused, retire_finished, rollover, summaries
 from ca.store import get_authority
 from core.audit import AuditEvent
 from core.db import transaction
+from core.errors import GovpkiError
 from ocsp.signer import ensure_fresh
 from tests.ca.generations import (
     MATRIX_PARAMS,
@@ -217,3 +218,77 @@ def test_rollover_commands_as_the_operator_runs_them(tmp_path: Path) -> None:
             for g in gens] == [(1, False, "good", "expired"), (2, False, "revoked", None),
                                (3, True, "good", None)]
     run(home, "audit", "verify")
+
+
+# --- an offline root ----------------------------------------------------------------------------
+
+@pytest.mark.hsm
+def test_offline_root_token_is_brought_out_for_rollover_and_root_crls(
+        softhsm_token: dict[str, str], tmp_path: Path) -> None:
+    """The root key on a PKCS#11 token that the serving configuration does not open (kept in
+    the safe); issuing CA keys in the file store. The scheduler's CRL round publishes the
+    issuing CAs and passes the root by quietly; a rollover and the root's CRL are signed with
+    the token brought out for the event (``--parent-*`` / ``crl publish --pkcs11-module``)."""
+    from ca.ceremony import load_ceremony, run_ceremony
+    from ca.cli import DEMO_CEREMONY
+    from ca.compromise import declare_compromise
+    from ca.context import CaContext
+    from ca.crl import republish_due
+    from core import migrate
+    from core.config import AuditConfig, Config
+    from core.db import make_engine
+    from govpki.migrations import all_version_locations
+    from hsm.file_store import FileKeyStore
+    from hsm.keystore import KeyRing
+    from hsm.pkcs11_store import Pkcs11KeyStore
+    from hsm.pkcs11_uri import Pkcs11Uri
+    from tests.conftest import TEST_PASSPHRASE
+
+    prefix = f"{tmp_path.name[-20:]}-"
+    root_uri = Pkcs11Uri(token=softhsm_token["label"], object=prefix + "root-ca-1").format()
+    url = f"sqlite:///{tmp_path / 'govpki.sqlite3'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, all_version_locations())
+    engine.dispose()
+    config = Config(home=tmp_path, database_url=url, public_base_url="http://127.0.0.1:8600",
+                    audit=AuditConfig(key_uri="file:audit"))
+    files = FileKeyStore(tmp_path / "keys", passphrase=TEST_PASSPHRASE)
+    with Pkcs11KeyStore(softhsm_token["module"], softhsm_token["label"],
+                        pin=softhsm_token["pin"]) as root_token:
+        ceremony_ctx = CaContext.open(config, keyring=KeyRing([files, root_token]))
+        run_ceremony(ceremony_ctx, load_ceremony(DEMO_CEREMONY), actor="test",
+                     key_uri=lambda label: root_uri if label == "root-ca-1"
+                     else f"file:{prefix}{label}")
+        ceremony_ctx.close()
+
+        online = CaContext.open(config, keyring=KeyRing([files]))  # the token is in the safe
+        try:
+            published = republish_due(online)
+            assert {r.ca for r in published} == {"officials", "devices"}
+            with transaction(online.sessions) as session:
+                failures = session.scalar(select(func.count()).select_from(AuditEvent).where(
+                    AuditEvent.action == "ca.crl.publish", AuditEvent.outcome == "failure"))
+            assert failures == 0  # passed by, not failed every minute
+            with pytest.raises(GovpkiError):
+                publish_crls(online, "root")  # asked for explicitly: a clear refusal
+
+            # The token is brought out: the rollover's certificate is signed by the root on it.
+            wrong = online.keyring.get(f"file:{prefix}devices-ca-1")
+            with pytest.raises(RolloverRefused, match="is not the key of CA 'root'"):
+                rollover(online, "officials", actor="test", parent_signer=wrong)
+            result = rollover(online, "officials", actor="test",
+                              parent_signer=root_token.get(root_uri))
+            assert result.generation == 2 and result.key_uri.startswith("file:")
+            # `govpki crl publish --ca root --pkcs11-module ... --token-label ...`
+            records = publish_crls(online, "root", signer=root_token.get(root_uri))
+            assert [(r.ca, r.is_delta) for r in records] == [("root", False), ("root", True)]
+            assert records[0].crl().is_signature_valid(
+                root_token.get(root_uri).public_key())  # type: ignore[arg-type]
+            # A key compromise with the root brought out: revoked on the root's CRL.
+            report = declare_compromise(online, "officials", actor="test",
+                                        parent_signer=root_token.get(root_uri))
+            root_crl = latest_crl(online, "root")
+            assert root_crl is not None and report.ca_serial in {
+                format(e.serial_number, "x") for e in root_crl.crl()}
+        finally:
+            online.close()

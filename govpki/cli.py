@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from apps.exchange.cli import exchange_group
 from apps.sso.cli import sso_group
 from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
 from ca.context import CaContext
@@ -19,6 +20,8 @@ from core.errors import GovpkiError
 from govpki.backup import backup_cmd, restore_cmd
 from govpki.kmc_wiring import install_kmc
 from govpki.migrations import all_version_locations
+from govpki.refresh import refresh_cmd
+from govpki.retention import retention_group
 from hsm.token_cli import token_group
 from kmc.cli import kmc_group_with
 from ocsp.cli import ocsp_group
@@ -69,6 +72,7 @@ cli.add_command(ra_group)
 cli.add_command(token_group)
 cli.add_command(kmc_group_with(resolve_ra_operator))
 cli.add_command(sso_group)
+cli.add_command(exchange_group)
 # `govpki sign pdf|file`, `govpki verify pdf|file` (signing/: PAdES and CMS)
 sign_group.add_command(sign_file_command)
 verify_group.add_command(verify_file_command)
@@ -76,6 +80,8 @@ cli.add_command(sign_group)
 cli.add_command(verify_group)
 cli.add_command(backup_cmd)
 cli.add_command(restore_cmd)
+cli.add_command(refresh_cmd)
+cli.add_command(retention_group)
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
@@ -108,6 +114,7 @@ def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
     run_ceremony_file(file, None, None, "GOVPKI_PKCS11_PIN", demo=True,
                       locations=all_version_locations())
     _load_demo_organisations()
+    _register_exchange_client()
     from core.config import load_config
     from signing.config import tsa_config_from
 
@@ -126,6 +133,15 @@ def _load_demo_organisations() -> None:
     with ca_context() as ctx:
         created, _updated = load_organisations(ctx.sessions, actor=default_actor())
     click.echo(f"organisation tree: {created} organisations loaded", err=True)
+
+
+def _register_exchange_client() -> None:
+    """The exchange pages' OIDC client at the provider (updated again on first use)."""
+    from govpki.exchange_web import register_at_init
+
+    with ca_context() as ctx:
+        redirect_uri = register_at_init(ctx)
+    click.echo(f"exchange pages registered at single sign-on ({redirect_uri})", err=True)
 
 
 @cli.group("db")

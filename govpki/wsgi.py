@@ -14,6 +14,7 @@ from urllib.parse import quote
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from apps.exchange.api import ROUTES as EXCHANGE_API
 from apps.sso.config import sso_config_from
 from apps.sso.ra_client import bp as sso_ra_client_blueprint
 from apps.sso.views import bp as sso_blueprint
@@ -21,7 +22,8 @@ from ca.context import CaContext
 from ca.web import ca_blueprint
 from core.config import Config, load_config
 from core.errors import GovpkiError
-from ra.api import api_blueprint
+from govpki.exchange_web import mount_exchange_web
+from ra.api import api_blueprint, register_routes
 from ra.web import ra_web_blueprint
 from ra.web.auth_views import SSO_LOGIN_KEY, SSO_LOGOUT_KEY
 
@@ -37,6 +39,7 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
         app.register_blueprint(api_blueprint())
         app.register_blueprint(sso_blueprint)
         app.register_blueprint(sso_ra_client_blueprint)
+        mount_exchange_web(app, ctx)  # /exchange: the exchange pages, an OIDC client of SSO
         # The RA login page offers single sign-on, and an SSO session's logout continues at
         # the provider so every office application's session ends (RP-initiated logout).
         sso = sso_config_from(ctx.config.sections)
@@ -50,6 +53,8 @@ def _flask_app(ctx: CaContext, with_ca: bool) -> Flask:
     def _govpki_error(exc: GovpkiError) -> tuple[Response, int]:
         response = jsonify(exc.problem())
         response.content_type = "application/problem+json"
+        if exc.http_status == 503:  # the database is away (core.db.DatabaseUnavailable)
+            response.headers["Retry-After"] = "5"
         return response, exc.http_status
 
     @app.errorhandler(HTTPException)
@@ -118,6 +123,7 @@ def create_app(config: Config | None = None, only: str | None = None,
     configure_logging()  # JSON lines on stderr, unless logging is configured already
     install_kmc()
     install_signing_api()  # POST /api/v1/sign/pdf and /verify/pdf in ra's /api/v1 table
+    register_routes(EXCHANGE_API)  # /api/v1/exchange/... (apps/exchange/api.py)
     if ctx is None:
         ctx = CaContext.open(config or load_config())
     config = ctx.config

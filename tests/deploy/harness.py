@@ -226,7 +226,7 @@ class Deployment:
                                            result.stderr)
         if check and done.returncode != 0:
             raise AssertionError(f"govpki {' '.join(args)} failed ({done.returncode}): "
-                                 f"{done.stderr.strip()}")
+                                 f"{done.stderr.strip()} {done.stdout.strip()[-500:]}")
         return done
 
     def govpki_process(self, unit: Unit, node: Node, *extra: str, timeout: float = 180
@@ -300,11 +300,21 @@ class Deployment:
             if node.process.poll() is not None:
                 raise AssertionError(f"node {node.name} exited: {self.tail(node.log)}")
             status, _h, _b = http_get(node.url + "/readyz", timeout=5)
-            if status == 200:
+            if status == 200 and self._workers_started(node):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"node {node.name} not ready: {self.tail(node.log)}")
             time.sleep(0.3)
+
+    def _workers_started(self, node: Node) -> bool:
+        """Every granian worker of the last start has loaded the app. (A worker that gets
+        SIGTERM while it still loads never stops: granian 2.x; systemd's TimeoutStopSec
+        ends it in production.)"""
+        text = node.log.read_text(errors="replace")
+        since = text[text.rfind("Starting granian"):]
+        workers = int(self.node_unit.exec_start[self.node_unit.exec_start.index("--workers")
+                                                + 1])
+        return since.count("Started worker-") >= workers
 
     def kill_node(self, node: Node) -> None:
         """kill -9 of the whole node (granian's master and workers), as a lost machine."""
@@ -388,6 +398,12 @@ http {{
             return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return f"({path} missing)"
+
+    def node_log_count(self, node: Node, text: str) -> int:
+        try:
+            return node.log.read_text(errors="replace").count(text)
+        except FileNotFoundError:
+            return 0
 
     def access_log(self) -> list[str]:
         path = self.base / "nginx" / "logs" / "govpki-access.log"

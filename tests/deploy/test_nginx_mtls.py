@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
+from ca.models import Certificate
 from core.audit import AuditEvent
 from core.db import transaction
+from ra import models as ra_models
 from tests.ca.helpers import make_csr, new_key
 from tests.deploy.conftest import Staff, build, make_staff
 from tests.deploy.harness import (
@@ -44,7 +49,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, fresh_database: str,
     staff = None
     try:
         dep.install()
-        staff = make_staff(dep, {"wang": "王芳", "li": "李明", "zhao": "赵敏"})
+        staff = make_staff(dep, {"wang": "王芳", "li": "李明", "zhao": "赵敏", "load": "钱进"})
         for node in dep.nodes:
             dep.start_node(node)
         for node in dep.nodes:
@@ -318,3 +323,288 @@ def test_revoked_certificate_is_refused_at_tls(deployed: tuple[Deployment, Staff
     # nowhere.
     lines = [line for line in dep.access_log()[before:] if "/sso/login" in line]
     assert len(lines) == 1 and "upstream=- " in lines[0], lines
+
+
+def _ocsp_der(dep: Deployment, person: Person) -> bytes:
+    from cryptography import x509
+
+    return ocsp_request(person.certificate, x509.load_pem_x509_certificate(
+        (dep.tls / "officials-ca.pem").read_bytes()))
+
+
+def _ocsp_ok(url: str, request: bytes, host: str | None = None) -> bool:
+    headers = {"Content-Type": "application/ocsp-request"}
+    if host:
+        headers["Host"] = host
+    status, _h, body = http_get(url, data=request, headers=headers, timeout=30)
+    return status == 200 and ocsp_status(body)[0] == "successful"
+
+
+def _unread_bytes(server_port: int, client_port: int) -> int | None:
+    """How much of what the client sent the server has not read yet (/proc/net/tcp
+    rx_queue of the server's end), None while the connection is not there."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{server_port:04X}") and fields[2].endswith(
+                f":{client_port:04X}"):
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def test_graceful_reload_and_draining_stop(deployed: tuple[Deployment, Staff]) -> None:
+    """`systemctl reload` (SIGHUP) replaces granian's workers without refusing a request;
+    `systemctl stop` (SIGTERM) refuses new connections at once and finishes the request in
+    flight; nginx sends everything to the other node meanwhile."""
+    dep, staff = deployed
+    node = dep.nodes[0]
+    assert node.process is not None
+    request = _ocsp_der(dep, staff.people["wang"])
+
+    # Reload under a stream of requests straight to this node.
+    results: list[bool] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            results.append(_ocsp_ok(node.url + "/ocsp", request))
+
+    replaced = dep.node_log_count(node, "Stopped old worker")
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        reload = [a.replace("$MAINPID", str(node.process.pid))
+                  for a in dep.node_unit.exec_reload]
+        subprocess.run(reload, check=True)
+        workers = int(dep.node_unit.exec_start[dep.node_unit.exec_start.index("--workers")
+                                               + 1])
+        deadline = time.monotonic() + 120
+        while dep.node_log_count(node, "Stopped old worker") < replaced + workers:
+            assert node.process.poll() is None and time.monotonic() < deadline, \
+                dep.tail(node.log)
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert results and all(results), f"{results.count(False)} of {len(results)} failed"
+
+    # Stop with a request half sent: the worker holds it, the signal arrives, the rest of the
+    # body follows, the answer comes back whole.
+    conn = socket.create_connection(("127.0.0.1", node.port), timeout=30)
+    head = (f"POST /ocsp HTTP/1.1\r\nHost: {SERVER_NAME}\r\n"
+            f"Content-Type: application/ocsp-request\r\nContent-Length: {len(request)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    conn.sendall(head + request[:10])
+    client_port = conn.getsockname()[1]
+    deadline = time.monotonic() + 30
+    while _unread_bytes(node.port, client_port) != 0:  # until a worker has read the head
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    node.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while True:  # new connections are refused while the old one is served
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", node.port)) != 0:
+                break
+        assert time.monotonic() < deadline, "still accepting after SIGTERM"
+        time.sleep(0.05)
+    # ... and nginx sends them to the other node.
+    assert _ocsp_ok(f"http://127.0.0.1:{dep.ports['http']}/ocsp", request, SERVER_NAME)
+    conn.sendall(request[10:])
+    reply = b""
+    while chunk := conn.recv(65536):
+        reply += chunk
+    conn.close()
+    head_, _, body = reply.partition(b"\r\n\r\n")
+    assert head_.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert ocsp_status(body) == ("successful", "good")
+    assert node.process.wait(timeout=60) == 0
+    dep.start_node(node)
+    dep.wait_ready(node)
+
+
+def test_refresh_rounds_take_turns(deployed: tuple[Deployment, Staff]) -> None:
+    """`govpki refresh` (govpki-refresh.service) on both nodes: one round at a time across
+    the database, and no CRL published twice."""
+    from govpki.refresh import JOBS_LOCK_KEY
+
+    dep, staff = deployed
+    with staff.ctx.engine.connect() as conn:  # another node in the middle of a round
+        assert conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                            {"k": JOBS_LOCK_KEY}).scalar()
+        conn.commit()
+        busy = dep.govpki_process(dep.refresh_unit, dep.nodes[1])
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": JOBS_LOCK_KEY})
+        conn.commit()
+    assert busy.returncode == 0, busy.stderr
+    assert "another process holds the installation's job lock" in busy.stdout
+
+    def full_crls() -> dict[str, int]:
+        rows = audit_rows(staff, "ca.crl.publish", kind="full")
+        counts: dict[str, int] = {}
+        for row in rows:
+            ca = row.object_id.split("/")[0]
+            counts[ca] = counts.get(ca, 0) + 1
+        return counts
+
+    with transaction(staff.ctx.sessions) as session:  # make every CA's CRL due now
+        from ca.models import PublishedCrl
+
+        session.execute(PublishedCrl.__table__.update().values(
+            this_update=func.now() - text("interval '30 days'"),
+            next_update=func.now() - text("interval '1 day'")))
+    before = full_crls()
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda n=n: results.append(
+        dep.govpki_process(dep.refresh_unit, n))) for n in dep.nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert any(r.stdout.startswith("refresh: ") for r in results)
+    after = full_crls()
+    cas = {row.object_id.split("/")[0] for row in audit_rows(staff, "ca.crl.publish")}
+    # Every CA got exactly one new full CRL: published once, never twice.
+    assert {ca: after.get(ca, 0) - before.get(ca, 0) for ca in cas} == {ca: 1 for ca in cas}
+
+
+class Call:
+    """One request a load client made: what, when, and what it was told."""
+
+    def __init__(self, step: str, tag: str) -> None:
+        self.step, self.tag = step, tag
+        self.started = time.monotonic()
+        self.ended = 0.0
+        self.status = 0
+        self.body: dict[str, object] = {}
+
+    def finish(self, status: int, body: bytes) -> Call:
+        self.ended = time.monotonic()
+        self.status = status
+        try:
+            self.body = json.loads(body) if body else {}
+        except ValueError:
+            self.body = {}
+        return self
+
+
+def test_kill_one_node_under_load(deployed: tuple[Deployment, Staff]) -> None:
+    """kill -9 of node a while OCSP and RA load runs through nginx: node b keeps answering;
+    only requests in flight at the kill fail; the database has every certificate, revocation
+    and audit event the clients were told about, once."""
+    dep, staff = deployed
+    load, wang = staff.people["load"], staff.people["wang"]
+    ocsp_der = _ocsp_der(dep, wang)
+    ocsp_url = f"http://127.0.0.1:{dep.ports['http']}/ocsp"
+    run = f"kill-{int(time.time())}"
+    ra_calls: list[Call] = []
+    ocsp_calls: list[tuple[float, float, bool]] = []
+    half_way, ra_done = threading.Event(), threading.Event()
+
+    def api(step: str, tag: str, path: str, token: str, body: dict[str, object]) -> Call:
+        call = Call(step, tag)
+        ra_calls.append(call)
+        try:
+            status, _h, data = dep.https("POST", path, person=wang, token=token, body=body)
+        except OSError:
+            status, data = 0, b""
+        return call.finish(status, data)
+
+    def ra_load(rounds: int = 8) -> None:
+        try:
+            for i in range(rounds):
+                if i == 3:
+                    half_way.set()
+                tag = f"{run}-{i}"
+                submitted = api("submit", tag, "/api/v1/requests", staff.clerk_token, {
+                    "official": load.identifier, "kind": "new-pair", "comment": tag,
+                    "csr": make_csr(new_key("ec-p256")).decode()})
+                if submitted.status != 201:
+                    continue
+                approved = api("approve", tag, f"/api/v1/requests/{submitted.body['id']}"
+                               "/approve", staff.approver_token, {"comment": "同意"})
+                if approved.status != 200 or i % 2 == 0:
+                    continue
+                serial = approved.body["issued"][0]["serial"]  # type: ignore[index]
+                opened = api("revoke", tag, f"/api/v1/certificates/officials/{serial}/revoke",
+                             staff.clerk_token, {"reason": "keyCompromise",
+                                                 "comment": f"{tag}-r"})
+                if opened.status == 201:
+                    api("approve-revoke", tag, f"/api/v1/requests/{opened.body['id']}"
+                        "/approve", staff.approver_token, {"comment": "同意吊销"})
+        finally:
+            ra_done.set()
+
+    def ocsp_load() -> None:
+        while not ra_done.is_set() or len(ocsp_calls) < 60:
+            started = time.monotonic()
+            ok = _ocsp_ok(ocsp_url, ocsp_der, SERVER_NAME)
+            ocsp_calls.append((started, time.monotonic(), ok))
+
+    threads = [threading.Thread(target=ra_load), threading.Thread(target=ocsp_load)]
+    for t in threads:
+        t.start()
+    assert half_way.wait(timeout=300)
+    killed_at = time.monotonic()
+    dep.kill_node(dep.nodes[0])
+    dead_at = time.monotonic()  # SIGKILL sent at killed_at; the node's sockets gone by now
+    for t in threads:
+        t.join(timeout=300)
+    try:
+        # Only what was in flight at the kill failed: at most one request per client.
+        ra_failed = [c for c in ra_calls if c.status not in (200, 201)]
+        assert len(ra_failed) <= 1, [(c.step, c.status, c.body) for c in ra_failed]
+        assert all(c.started <= dead_at and c.ended >= killed_at for c in ra_failed), [
+            (c.step, c.status, c.started - killed_at, c.ended - dead_at) for c in ra_failed]
+        ocsp_failed = [c for c in ocsp_calls if not c[2]]
+        assert len(ocsp_failed) <= 1
+        assert all(s <= dead_at and e >= killed_at for s, e, _ in ocsp_failed)
+        # The other node kept answering both kinds of client.
+        assert sum(1 for c in ra_calls if c.started > dead_at and c.status in (200, 201)) >= 4
+        assert sum(1 for s, _e, ok in ocsp_calls if s > dead_at and ok) >= 10
+
+        with transaction(staff.ctx.sessions) as session:
+            for i in range(8):
+                tag = f"{run}-{i}"
+                told = {c.step: c for c in ra_calls if c.tag == tag}
+                rows = session.scalars(select(ra_models.Request).where(
+                    ra_models.Request.submit_comment == tag)).all()
+                assert len(rows) <= 1, f"request {tag} duplicated"
+                if "submit" in told and told["submit"].status == 201:
+                    assert [r.id for r in rows] == [told["submit"].body["id"]]
+                for row in rows:
+                    certs = session.scalars(select(Certificate).where(
+                        Certificate.subscriber_ref.like(f"%/request:{row.id}"),
+                        Certificate.state == "issued")).all()
+                    assert len(certs) <= 1, f"request {row.id} issued twice"
+                    submits = session.scalar(select(func.count()).select_from(AuditEvent).where(
+                        AuditEvent.action == "ra.request.submit",
+                        AuditEvent.object_id == str(row.id)))
+                    assert submits == 1
+                approve = told.get("approve")
+                if approve is not None and approve.status == 200:
+                    serial = approve.body["issued"][0]["serial"]  # type: ignore[index]
+                    issued = session.scalars(select(AuditEvent).where(
+                        AuditEvent.action == "ca.issue", AuditEvent.outcome == "success",
+                        AuditEvent.object_id == f"officials/{serial}")).all()
+                    assert len(issued) == 1, f"{serial}: {len(issued)} ca.issue events"
+                    revoked = told.get("approve-revoke")
+                    if revoked is not None and revoked.status == 200:
+                        cert = session.scalar(select(Certificate).where(
+                            Certificate.serial == serial))
+                        assert cert is not None and cert.status == "revoked"
+                        events = session.scalar(select(func.count()).select_from(
+                            AuditEvent).where(AuditEvent.action == "ca.revoke",
+                                              AuditEvent.outcome == "success",
+                                              AuditEvent.object_id == f"officials/{serial}"))
+                        assert events == 1
+                revocations = session.scalars(select(ra_models.Request).where(
+                    ra_models.Request.submit_comment == f"{tag}-r")).all()
+                assert len(revocations) <= 1
+        # On the first node: its checkpoint file holds the ceremony's checkpoints and those of
+        # its refresh rounds (each node keeps its own file of checkpoints it signed).
+        verify = dep.govpki(dep.nodes[0], "audit", "verify")
+        assert "audit log OK" in verify.stdout, verify.stdout
+    finally:
+        dep.start_node(dep.nodes[0])
+        dep.wait_ready(dep.nodes[0])

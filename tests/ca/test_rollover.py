@@ -292,3 +292,35 @@ def test_offline_root_token_is_brought_out_for_rollover_and_root_crls(
                 format(e.serial_number, "x") for e in root_crl.crl()}
         finally:
             online.close()
+
+
+@pytest.mark.hsm
+@pytest.mark.slow
+def test_root_token_options_as_the_operator_runs_them(softhsm_token: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """`govpki crl publish --ca root --pkcs11-module … --token-label …` and `govpki ca rollover
+    … --parent-pkcs11-module … --parent-token-label …` on a SoftHSM2 home, PINs from the
+    environment only (docs/OPERATIONS.md, Key custody)."""
+    from tests import softhsm
+    from tests.conftest import TEST_PIN, TEST_SO_PIN
+    from tests.govpki.test_cli import ROOT, assert_one_line_error, run
+
+    label = "cli-rollover"
+    softhsm.init_token(label, TEST_PIN, TEST_SO_PIN)
+    module = softhsm_token["module"]
+    home = tmp_path / "home"
+    env = {"GOVPKI_PKCS11_PIN": TEST_PIN, "GOVPKI_ROOT_PIN": TEST_PIN,
+           "GOVPKI_KEY_PASSPHRASE": "unused-passphrase"}
+    run(home, "ca", "ceremony", str(ROOT / "policies" / "ceremonies" / "demo.yaml"),
+        "--pkcs11-module", module, "--token-label", label, env=env)
+    out = run(home, "crl", "publish", "--ca", "root", "--pkcs11-module", module,
+              "--token-label", label, env=env)
+    assert out.stdout.count("root ") == 2  # a full CRL and its delta
+    wrong = run(home, "ca", "rollover", "officials", "--parent-pkcs11-module", module,
+                "--parent-token-label", "no-such-token", env=env, check=False)
+    assert_one_line_error(wrong, "no-such-token")
+    out = run(home, "ca", "rollover", "officials", "--parent-pkcs11-module", module,
+              "--parent-token-label", label, env=env)
+    assert "generation 2 (was 1)" in out.stdout
+    assert f"pkcs11:token={label};object=officials-ca-2" in out.stdout
+    assert TEST_PIN not in out.stdout + out.stderr

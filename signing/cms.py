@@ -196,6 +196,17 @@ class _Cert:
 
     @classmethod
     def from_der(cls, der: bytes) -> _Cert:
+        """The parsed certificate, from a bounded per-process cache of DER bytes.
+
+        A relying party meets the same few certificates (a seal's, its issuing CA's, the root)
+        in every message it verifies, and parsing them — asn1crypto's name preparation above
+        all — was most of a document exchange's CPU time. Both views are only read after
+        parsing, so one parse can serve every message; a failure is not cached.
+        """
+        return _parsed_certificate(bytes(der))
+
+    @classmethod
+    def parse(cls, der: bytes) -> _Cert:
         """Parse both views and touch every field used later: pyca and asn1crypto decode
         lazily, and a damaged certificate must fail here (ValueError), not mid-verification."""
         with warnings.catch_warnings():
@@ -230,6 +241,11 @@ class _Cert:
     @property
     def serial_hex(self) -> str:
         return format(self.pyca.serial_number, "x")
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_certificate(der: bytes) -> _Cert:
+    return _Cert.parse(der)
 
 
 CertificateInput: TypeAlias = "x509.Certificate | asn1_x509.Certificate | bytes | bytearray | str"

@@ -32,6 +32,8 @@ from signing.pdf_cli import sign_group, verify_group
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
+#: Below deploy/systemd/govpki.service's TimeoutStopSec (30 s), so granian ends its own workers.
+WORKERS_KILL_TIMEOUT = 25
 
 
 class GovpkiGroup(click.Group):
@@ -247,6 +249,11 @@ def serve_cmd(host: str | None, port: int | None, workers: int, threads: int | N
         "govpki.wsgi:create_app", factory=True, interface=Interfaces.WSGI,
         address=host or config.listen_host, port=port or config.listen_port,
         workers=workers, blocking_threads=threads or (1 if only == "ocsp" else 8),
+        # A worker that dies (an HSM or database not there yet at start-up) is started again
+        # rather than taking the node down; a crash loop still ends the process, for systemd
+        # to restart. A worker still finishing its requests after SIGTERM/SIGHUP is ended
+        # after WORKERS_KILL_TIMEOUT s (granian 2 never stops one signalled while it loads).
+        respawn_failed_workers=True, workers_kill_timeout=WORKERS_KILL_TIMEOUT,
     ).serve()
 
 

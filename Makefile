@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 export GOVPKI_HOME ?= $(CURDIR)/var
 
-.PHONY: setup run test check pytest bench-smoke clean
+.PHONY: setup run test check pytest bench-smoke deploy-test clean
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard */__init__.py apps/*/__init__.py)
 	@.ci/system-packages
@@ -26,6 +26,10 @@ check: setup
 
 pytest: setup
 	$(BIN)/pytest
+
+# nginx + two `govpki serve` nodes + PostgreSQL, from the files in deploy/ (docs/OPERATIONS.md)
+deploy-test: setup
+	$(BIN)/pytest tests/deploy -q
 
 bench-smoke: setup
 	$(BIN)/python bench/issuance.py --smoke > /dev/null

@@ -1,11 +1,14 @@
 """Every string the SSO pages show, Simplified Chinese first, English beside it (the RA's
-convention, ra/web/i18n.py; terms from shared/GLOSSARY.md: 统一身份认证, 办公门户, 证书…)."""
+convention and core.web.i18n's machinery; terms from shared/GLOSSARY.md: 统一身份认证,
+办公门户, 证书…)."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-LANGUAGES: Final = ("zh", "en")
+from core.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogue
+
+__all__ = ["CATALOG", "DEFAULT_LANGUAGE", "LANGUAGES", "has", "translate"]
 
 _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "app.name": ("统一身份认证", "Single sign-on"),
@@ -136,16 +139,8 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "error.internal": ("系统内部错误", "Internal error"),
 }
 
-CATALOG: Final = {key: {"zh": zh, "en": en} for key, (zh, en) in _ENTRIES.items()}
-
-
-def translate(key: str, lang: str, **kwargs: Any) -> str:
-    entry = CATALOG.get(key)
-    if entry is None:
-        return key
-    text = entry.get(lang) or entry["zh"]
-    return text.format(**kwargs) if kwargs else text
-
-
-def has(key: str) -> bool:
-    return key in CATALOG
+_CATALOGUE: Final = Catalogue(_ENTRIES, label="SSO page")
+#: key → {"zh": …, "en": …}
+CATALOG: Final = _CATALOGUE.entries
+has = _CATALOGUE.has
+translate = _CATALOGUE.translate

@@ -13,7 +13,6 @@ inline script (the login page polls through static/sso-login.js).
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import logging
 import secrets
@@ -42,6 +41,7 @@ from apps.sso.provider import ACR_VALUES, Provider, SsoUser, requested_acr
 from apps.sso.sessions import ProviderSession
 from ca.context import CaContext
 from core.errors import GovpkiError
+from core.web import assets, security
 from hsm.challenge import origin_of
 from ra.authn import LoginMethod, login_methods
 from ra.errors import AccountLocked, AuthenticationFailed, PasswordLoginNotAllowed
@@ -51,6 +51,7 @@ log = logging.getLogger("govpki.sso")
 
 bp = Blueprint("sso", __name__, template_folder="templates", static_folder="static",
                static_url_path="/sso/static")
+bp.register_blueprint(assets.shell_blueprint(), url_prefix="/sso")  # /sso/ui/ui.css, layout
 
 SESSION_COOKIE: Final = "govpki_sso_session"
 BROWSER_COOKIE: Final = "govpki_sso_browser"
@@ -58,11 +59,16 @@ CSRF_COOKIE: Final = "govpki_sso_csrf"
 LANG_COOKIE: Final = "govpki_sso_lang"
 CLIENT_CERT_HEADER: Final = "Client-Cert"
 MAX_JSON: Final = 64 * 1024
-CSP: Final = ("default-src 'self'; base-uri 'none'; form-action 'self' http: https:; "
-              "frame-ancestors 'none'; object-src 'none'")
+#: Where the pages' forms may end: here, or (after login/logout) at any registered
+#: application's redirect URI, which may be on another host.
+FORM_ACTION: Final = (security.SELF, "http:", "https:")
+CSP: Final = security.content_security_policy(FORM_ACTION)
 _JSON_PREFIXES: Final = ("/sso/challenge", "/oauth/token", "/oauth/userinfo", "/oauth/jwks",
                          "/.well-known", "/sso/login/challenge")
 _NEXT_PREFIXES: Final = ("/oauth/authorize?", "/sso/portal", "/sso/admin/")
+#: Answers that need no session and are the same for everyone (stylesheets, discovery, keys).
+_NO_SESSION_ENDPOINTS: Final = frozenset({"sso.static", assets.static_endpoint("sso"),
+                                          "sso.discovery", "sso.jwks"})
 
 
 def ca_context() -> CaContext:
@@ -125,7 +131,7 @@ def _before() -> None:
     g.sso_lang = request.cookies.get(LANG_COOKIE, "zh")
     if g.sso_lang not in i18n.LANGUAGES:
         g.sso_lang = "zh"
-    if request.endpoint in ("sso.static", "sso.discovery", "sso.jwks"):
+    if request.endpoint in _NO_SESSION_ENDPOINTS:
         return
     request.max_content_length = MAX_JSON
     token = request.cookies.get(SESSION_COOKIE, "")
@@ -140,14 +146,12 @@ def _before() -> None:
 @bp.after_request
 def _after(response: Response) -> Response:
     headers = response.headers
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
-    if request.endpoint in ("sso.static", "sso.discovery", "sso.jwks"):
+    security.set_transport_headers(headers)
+    if request.endpoint in _NO_SESSION_ENDPOINTS:
         return response
     headers.setdefault("Cache-Control", "no-store")
     if response.mimetype == "text/html":
-        headers["Content-Security-Policy"] = CSP
-        headers["X-Frame-Options"] = "DENY"
+        security.set_page_headers(headers, form_action=FORM_ACTION)
     secure = _cookie_secure()
     if g.get("sso_expired"):
         response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True,
@@ -193,8 +197,7 @@ def check_csrf() -> bool:
     session = current()
     expected = session.csrf_token if session else request.cookies.get(CSRF_COOKIE, "")
     submitted = request.form.get("csrf_token", "")
-    return bool(expected) and bool(submitted) and hmac.compare_digest(
-        expected.encode(), submitted.encode())
+    return security.tokens_match(expected, submitted)
 
 
 def safe_next(target: str | None) -> str:

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from ca.context import CaContext
 from core.errors import GovpkiError
+from core.web import assets, security
 from ra.authn import LANGUAGES, WebSession, resume_session
 from ra.authz import permits
 from ra.config import RaConfig, ra_config_from
@@ -31,14 +32,17 @@ log = logging.getLogger("govpki.ra.web")
 
 bp = Blueprint("ra_web", __name__, url_prefix="/ra", template_folder="templates",
                static_folder="static", static_url_path="/static")
+bp.register_blueprint(assets.shell_blueprint())  # the shared layout and /ra/ui/ui.css
 
 SESSION_COOKIE: Final = "govpki_ra_session"
 LANG_COOKIE: Final = "govpki_ra_lang"
 COOKIE_PATH: Final = "/ra"
-#: Endpoints reachable without a session: logging in, choosing a language, the stylesheet and
+#: The stylesheets and icon: no session, no database round trip, cacheable.
+STATIC_ENDPOINTS: Final = frozenset({"ra_web.static", assets.static_endpoint("ra_web")})
+#: Endpoints reachable without a session: logging in, choosing a language, the stylesheets and
 #: the "no such page" answer. Everything else redirects to the login page.
 PUBLIC_ENDPOINTS: Final = frozenset({"ra_web.login", "ra_web.login_post", "ra_web.lang",
-                                     "ra_web.static", "ra_web.unknown_page"})
+                                     "ra_web.unknown_page", *STATIC_ENDPOINTS})
 #: app.config keys the composition root sets when the SSO provider is mounted: where operators
 #: log in (certificate login through the provider, the default way in), and where logging out
 #: of an SSO session continues (RP-initiated logout, so every application's session ends).
@@ -46,10 +50,9 @@ SSO_LOGIN_KEY: Final = "GOVPKI_RA_SSO_LOGIN"
 SSO_LOGOUT_KEY: Final = "GOVPKI_RA_SSO_LOGOUT"
 #: China has one time zone and no daylight saving: times are shown as Beijing time.
 DISPLAY_TZ: Final = dt.timezone(dt.timedelta(hours=8))
-#: Content-Security-Policy of every page: nothing but our own origin, no inline script or
-#: style, no framing (the pages hold approve/revoke buttons: clickjacking matters).
-CSP: Final = ("default-src 'self'; base-uri 'none'; form-action 'self'; "
-              "frame-ancestors 'none'; object-src 'none'")
+#: Content-Security-Policy of every page (core.web.security's: nothing but our own origin, no
+#: inline script or style, no framing: the pages hold approve/revoke buttons).
+CSP: Final = security.content_security_policy()
 
 
 def ca_context() -> CaContext:
@@ -104,7 +107,7 @@ def _before() -> ResponseReturnValue | None:
     g.ra_lang = request.cookies.get(LANG_COOKIE, "")
     if g.ra_lang not in LANGUAGES:
         g.ra_lang = i18n.DEFAULT_LANGUAGE
-    if request.endpoint == "ra_web.static":
+    if request.endpoint in STATIC_ENDPOINTS:
         return None  # the stylesheet needs no session (and no database round trip)
     config = ra_config()
     # Flask 3.1 lets a blueprint set the body limit per request: oversized uploads get 413
@@ -136,12 +139,8 @@ def _before() -> ResponseReturnValue | None:
 @bp.after_request
 def _after(response: Response) -> Response:
     headers = response.headers
-    headers["Content-Security-Policy"] = CSP
-    headers["X-Frame-Options"] = "DENY"
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    if request.endpoint == "ra_web.static":
+    security.set_page_headers(headers)
+    if request.endpoint in STATIC_ENDPOINTS:
         return response
     # Pages show officials' records: no shared or back-button cache may keep them.
     headers["Cache-Control"] = "no-store"

@@ -10,13 +10,14 @@ cookie is the first line; this token is the second, for browsers or proxies that
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Final
 
 from flask import g, request
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
+
+from core.web import security
 
 LOGIN_COOKIE: Final = "govpki_ra_login_csrf"
 FIELD: Final = "csrf_token"
@@ -49,8 +50,7 @@ def check(session_token: str | None) -> None:
     """Refuse the POST unless it repeats the expected token (constant-time comparison)."""
     expected = session_token or request.cookies.get(LOGIN_COOKIE, "")
     submitted = request.form.get(FIELD, "")
-    if not expected or not submitted or not hmac.compare_digest(
-            expected.encode(), submitted.encode()):
+    if not security.tokens_match(expected, submitted):
         raise CsrfRefused()
 
 

@@ -6,22 +6,21 @@ has both and that the templates hold no text outside this catalogue. Terms follo
 shared/GLOSSARY.md (证书申请, 吊销, 冻结/解冻, 工作人员, 审计日志 …).
 
 Keys are English, dotted by page or kind; ``{name}`` placeholders are filled by
-:func:`translate`. Messages that come from the services (a validation error's explanation)
-stay in English after a translated title: they name fields and rules precisely, and the
-field itself is shown by its translated label.
+:func:`translate` (the machinery is core.web.i18n's, shared with the SSO and exchange
+pages). Messages that come from the services (a validation error's explanation) stay in
+English after a translated title: they name fields and rules precisely, and the field itself
+is shown by its translated label.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Final
+from typing import Final
 
+from core.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogue, other_language
 from policies.authz import get_authz_policy
 
-log = logging.getLogger("govpki.ra.web")
-
-LANGUAGES: Final = ("zh", "en")
-DEFAULT_LANGUAGE: Final = "zh"
+__all__ = ["CATALOG", "DEFAULT_LANGUAGE", "LANGUAGES", "error_title_key", "field_label", "has",
+           "other_language", "role_name", "translate"]
 
 _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     # Frame
@@ -370,37 +369,13 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     "error.kind.authentication-failed": ("身份验证失败", "Authentication failed"),
 }
 
+_CATALOGUE: Final = Catalogue(_ENTRIES, label="RA page")
 #: key → {"zh": …, "en": …}
-CATALOG: Final[dict[str, dict[str, str]]] = {
-    key: {"zh": zh, "en": en} for key, (zh, en) in _ENTRIES.items()}
-
-
-def has(key: str) -> bool:
-    return key in CATALOG
-
-
-def translate(key: str, lang: str, **kwargs: Any) -> str:
-    """The text of ``key`` in ``lang`` (Chinese when the language is unknown).
-
-    A missing key shows itself (and is logged) rather than failing the page: the catalogue
-    test catches it before release, and an operator can still work.
-    """
-    entry = CATALOG.get(key)
-    if entry is None:
-        log.warning("RA page text %r is missing from the catalogue", key)
-        return key
-    text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
-    return text.format(**kwargs) if kwargs else text
-
-
-def other_language(lang: str) -> str:
-    return "en" if lang == "zh" else "zh"
-
-
-def field_label(field: str, lang: str) -> str:
-    """A form field's label, for marking the field a validation error names."""
-    key = f"field.{field}"
-    return translate(key, lang) if key in CATALOG else field
+CATALOG: Final = _CATALOGUE.entries
+has = _CATALOGUE.has
+translate = _CATALOGUE.translate
+field_label = _CATALOGUE.field_label
+error_title_key = _CATALOGUE.error_title_key
 
 
 def role_name(role: str, lang: str) -> str:
@@ -409,12 +384,3 @@ def role_name(role: str, lang: str) -> str:
     if spec is None:
         return role
     return spec.zh if lang == "zh" else spec.en
-
-
-def error_title_key(kind: str, status: int) -> str:
-    """The title of an error page: by the error's kind when known, else by HTTP status."""
-    if f"error.kind.{kind}" in CATALOG:
-        return f"error.kind.{kind}"
-    if f"error.status.{status}" in CATALOG:
-        return f"error.status.{status}"
-    return "error.status.400" if status < 500 else "error.status.500"

@@ -10,7 +10,6 @@ token itself) must repeat the session's CSRF token.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
 from typing import Any, Final, cast
 from urllib.parse import urlencode, urlsplit
@@ -27,6 +26,7 @@ from apps.exchange.web.oidc import RelyingParty
 from apps.exchange.web.sessions import PageSession
 from ca.context import CaContext
 from core.errors import GovpkiError
+from core.web import assets, security
 from ra.config import RaConfig, ra_config_from
 from ra.records import Operator
 
@@ -34,6 +34,7 @@ log = logging.getLogger("govpki.exchange.web")
 
 bp = Blueprint("exchange_web", __name__, url_prefix="/exchange", template_folder="templates",
                static_folder="static", static_url_path="/static")
+bp.register_blueprint(assets.shell_blueprint())  # the shared layout and /exchange/ui/ui.css
 
 SESSION_COOKIE: Final = "govpki_exchange_session"
 LANG_COOKIE: Final = "govpki_exchange_lang"
@@ -42,9 +43,11 @@ CSRF_FIELD: Final = "csrf_token"
 #: app.config key: the RelyingParty (or a callable giving it: the issuer may only be known
 #: once the server listens) that the composition root sets when it mounts the pages.
 RP_KEY: Final = "GOVPKI_EXCHANGE_RP"
+STATIC_ENDPOINTS: Final = frozenset({"exchange_web.static",
+                                     assets.static_endpoint("exchange_web")})
 PUBLIC_ENDPOINTS: Final = frozenset({
     "exchange_web.sso_login", "exchange_web.sso_callback", "exchange_web.backchannel_logout",
-    "exchange_web.bye", "exchange_web.lang", "exchange_web.static"})
+    "exchange_web.bye", "exchange_web.lang", *STATIC_ENDPOINTS})
 #: Form bodies other than the compose form (a receipt, a logout): small.
 SMALL_BODY: Final = 64 * 1024
 #: Room for the multipart framing and form fields around the policy's package limit.
@@ -122,7 +125,7 @@ def _before() -> ResponseReturnValue | None:
     g.exchange_lang = request.cookies.get(LANG_COOKIE, "")
     if g.exchange_lang not in i18n.LANGUAGES:
         g.exchange_lang = i18n.DEFAULT_LANGUAGE
-    if request.endpoint == "exchange_web.static":
+    if request.endpoint in STATIC_ENDPOINTS:
         return None
     request.max_content_length = _body_limit()  # 413 before an oversized body is read
     token = request.cookies.get(SESSION_COOKIE, "")
@@ -139,35 +142,27 @@ def _before() -> ResponseReturnValue | None:
         return redirect(url_for("exchange_web.sso_login") + query, 303)
     if request.method == "POST" and request.endpoint != "exchange_web.backchannel_logout":
         expected = current.csrf_token if current is not None else ""
-        submitted = request.form.get(CSRF_FIELD, "")
-        if not expected or not submitted or not hmac.compare_digest(expected.encode(),
-                                                                    submitted.encode()):
+        if not security.tokens_match(expected, request.form.get(CSRF_FIELD, "")):
             raise CsrfRefused()
     return None
 
 
-def _form_action() -> str:
+def _form_action() -> tuple[str, ...]:
     """The provider's origin may receive the logout redirect of a form (CSP form-action
     covers redirects after a submission)."""
     try:
         parts = urlsplit(relying_party().issuer)
     except GovpkiError:
-        return "'self'"
-    return f"'self' {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") \
-        else "'self'"
+        return (security.SELF,)
+    return (security.SELF, f"{parts.scheme}://{parts.netloc}") \
+        if parts.scheme in ("http", "https") else (security.SELF,)
 
 
 @bp.after_request
 def _after(response: Response) -> Response:
     headers = response.headers
-    headers["Content-Security-Policy"] = (
-        "default-src 'self'; base-uri 'none'; form-action " + _form_action() + "; "
-        "frame-ancestors 'none'; object-src 'none'")
-    headers["X-Frame-Options"] = "DENY"
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    if request.endpoint == "exchange_web.static":
+    security.set_page_headers(headers, form_action=_form_action())
+    if request.endpoint in STATIC_ENDPOINTS:
         return response
     headers["Cache-Control"] = "no-store"  # documents must not stay in a shared cache
     if g.get("exchange_session_expired"):

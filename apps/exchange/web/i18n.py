@@ -1,7 +1,7 @@
 """Every string the exchange pages show, in Simplified Chinese (the default) and English.
 
-The RA pages' approach (ra/web/i18n.py): one dictionary with both languages side by side, a
-test that every key has both and that the templates hold no text outside it. Terms follow
+The RA pages' approach and machinery (core.web.i18n): one dictionary with both languages side
+by side, a test that every key has both and that the templates hold no text outside it. Terms follow
 shared/GLOSSARY.md: 公文交换, 收件箱, 发送, 签收, 退回, 办结, 文号, 紧急程度, 密级, 电子印章.
 Messages that come from the exchange's services (a refusal's explanation) stay in English
 under a translated title: they name documents, organisations and rules precisely.
@@ -9,13 +9,12 @@ under a translated title: they name documents, organisations and rules precisely
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Final
+from typing import Final
 
-log = logging.getLogger("govpki.exchange.web")
+from core.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogue, other_language
 
-LANGUAGES: Final = ("zh", "en")
-DEFAULT_LANGUAGE: Final = "zh"
+__all__ = ["CATALOG", "DEFAULT_LANGUAGE", "LANGUAGES", "error_title_key", "field_label", "has",
+           "other_language", "translate"]
 
 _ENTRIES: Final[dict[str, tuple[str, str]]] = {
     # Frame
@@ -248,38 +247,10 @@ _ENTRIES: Final[dict[str, tuple[str, str]]] = {
                                                  "Single sign-on is unavailable"),
 }
 
-CATALOG: Final[dict[str, dict[str, str]]] = {
-    key: {"zh": zh, "en": en} for key, (zh, en) in _ENTRIES.items()}
-
-
-def has(key: str) -> bool:
-    return key in CATALOG
-
-
-def translate(key: str, lang: str, **kwargs: Any) -> str:
-    """The text of ``key`` in ``lang`` (Chinese when the language is unknown); a missing key
-    shows itself and is logged rather than failing the page (the catalogue test catches it)."""
-    entry = CATALOG.get(key)
-    if entry is None:
-        log.warning("exchange page text %r is missing from the catalogue", key)
-        return key
-    text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
-    return text.format(**kwargs) if kwargs else text
-
-
-def other_language(lang: str) -> str:
-    return "en" if lang == "zh" else "zh"
-
-
-def field_label(field: str, lang: str) -> str:
-    key = f"field.{field}"
-    return translate(key, lang) if key in CATALOG else field
-
-
-def error_title_key(kind: str, status: int) -> str:
-    """An error page's title: by the error's kind when known, else by HTTP status."""
-    if f"error.kind.{kind}" in CATALOG:
-        return f"error.kind.{kind}"
-    if f"error.status.{status}" in CATALOG:
-        return f"error.status.{status}"
-    return "error.status.400" if status < 500 else "error.status.500"
+_CATALOGUE: Final = Catalogue(_ENTRIES, label="exchange page")
+#: key → {"zh": …, "en": …}
+CATALOG: Final = _CATALOGUE.entries
+has = _CATALOGUE.has
+translate = _CATALOGUE.translate
+field_label = _CATALOGUE.field_label
+error_title_key = _CATALOGUE.error_title_key

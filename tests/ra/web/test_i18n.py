@@ -1,41 +1,33 @@
 """The string catalogue: both languages for every key, no text outside it in the templates,
-and the language switch."""
+and the language switch (the checks every UI shares are tests/core/web/catalogue_checks.py)."""
 
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 
 import ra.web
 from ra.web import i18n
+from tests.core.web.catalogue_checks import (
+    LAYOUT,
+    assert_both_languages,
+    assert_no_literal_text,
+    keys_used,
+)
 from tests.ra.web.conftest import page_token
 
 TEMPLATES = Path(ra.web.__file__).parent / "templates" / "ra"
 PYTHON = Path(ra.web.__file__).parent
-_KEY_CALL = re.compile(r"""_\(\s*["']([a-z][\w.\-]*)["']""")
 _TEXT_KEY = re.compile(r"""["']((?:login|done|error|field)\.[\w.\-]+)["']""")
 
 
-def _placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-
-
 def test_every_key_has_both_languages_with_the_same_placeholders() -> None:
-    for key, entry in i18n.CATALOG.items():
-        assert set(entry) == set(i18n.LANGUAGES), key
-        assert all(entry[lang].strip() for lang in i18n.LANGUAGES), key
-        assert _placeholders(entry["zh"]) == _placeholders(entry["en"]), key
+    assert_both_languages(i18n.CATALOG)
 
 
 def test_every_key_the_pages_use_is_in_the_catalogue() -> None:
-    used: set[str] = set()
-    for template in TEMPLATES.glob("*.html"):
-        used |= set(_KEY_CALL.findall(template.read_text(encoding="utf-8")))
-    for module in PYTHON.glob("*.py"):
-        if module.name != "i18n.py":
-            source = module.read_text(encoding="utf-8")
-            used |= set(_KEY_CALL.findall(source)) | set(_TEXT_KEY.findall(source))
+    modules = [m for m in PYTHON.glob("*.py") if m.name != "i18n.py"]
+    used = keys_used([*TEMPLATES.glob("*.html"), LAYOUT]) | keys_used(modules, _TEXT_KEY)
     assert used, "the key scan found nothing: the pattern is broken"
     # A key ending in "." is a prefix completed from data (test_dynamic_keys_cover_every_value);
     # "login.html" is a template name, not a key.
@@ -64,18 +56,7 @@ def test_dynamic_keys_cover_every_value() -> None:
 
 
 def test_templates_hold_no_text_outside_the_catalogue() -> None:
-    """Strip Jinja blocks, comments, expressions and HTML tags: only punctuation may remain."""
-    allowed = set(" \n\t·›/()#,:—") | set(string.digits)
-    for template in TEMPLATES.glob("*.html"):
-        text = template.read_text(encoding="utf-8")
-        text = re.sub(r"\{#.*?#\}", "", text, flags=re.S)
-        text = re.sub(r"\{%.*?%\}", "", text, flags=re.S)
-        text = re.sub(r"\{\{.*?\}\}", "", text, flags=re.S)
-        text = re.sub(r"<[^>]*>", "", text, flags=re.S)
-        text = re.sub(r'[\w-]+="[^"]*"', "", text)  # attributes a macro adds to a tag
-        text = text.replace("&nbsp;", "")
-        left = {ch for ch in text if ch not in allowed}
-        assert not left, f"{template.name}: literal text {''.join(sorted(left))!r}"
+    assert_no_literal_text(TEMPLATES.glob("*.html"))
 
 
 def test_language_switch_follows_the_session(clerk_client) -> None:

@@ -1,38 +1,33 @@
 """The exchange pages' string catalogue: both languages for every key, every key the pages
-use present, keys built from data covering every value, no text outside the catalogue."""
+use present, keys built from data covering every value, no text outside the catalogue (the
+checks every UI shares are tests/core/web/catalogue_checks.py)."""
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 
 import apps.exchange.web
 from apps.exchange import models
 from apps.exchange.receipts import KINDS
 from apps.exchange.web import i18n
+from tests.core.web.catalogue_checks import (
+    LAYOUT,
+    assert_both_languages,
+    assert_no_literal_text,
+    keys_used,
+)
 
 HERE = Path(apps.exchange.web.__file__).parent
 TEMPLATES = HERE / "templates" / "exchange"
-_KEY_CALL = re.compile(r"""_\(\s*["']([a-z][\w.\-]*)["']""")
-
-
-def _placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 def test_every_key_has_both_languages_with_the_same_placeholders() -> None:
-    for key, entry in i18n.CATALOG.items():
-        assert set(entry) == set(i18n.LANGUAGES), key
-        assert all(entry[lang].strip() for lang in i18n.LANGUAGES), key
-        assert _placeholders(entry["zh"]) == _placeholders(entry["en"]), key
+    assert_both_languages(i18n.CATALOG)
 
 
 def test_every_key_the_pages_use_is_in_the_catalogue() -> None:
-    used: set[str] = set()
-    for path in [*TEMPLATES.glob("*.html"), *HERE.glob("*.py")]:
-        if path.name != "i18n.py":
-            used |= set(_KEY_CALL.findall(path.read_text(encoding="utf-8")))
+    modules = [m for m in HERE.glob("*.py") if m.name != "i18n.py"]
+    used = keys_used([*TEMPLATES.glob("*.html"), LAYOUT, *modules])
     assert len(used) > 50, "the key scan found too little: the pattern is broken"
     missing = sorted(k for k in used if k not in i18n.CATALOG and not k.endswith("."))
     assert missing == []
@@ -60,13 +55,4 @@ def test_dynamic_keys_cover_every_value() -> None:
 
 
 def test_templates_hold_no_text_outside_the_catalogue() -> None:
-    """Strip Jinja, tags and attributes: only punctuation may remain."""
-    allowed = set(" \n\t·›/()#,:—：、（）") | set(string.digits)
-    for template in TEMPLATES.glob("*.html"):
-        text = template.read_text(encoding="utf-8")
-        text = re.sub(r"\{#.*?#\}", "", text, flags=re.S)
-        text = re.sub(r"\{%.*?%\}", "", text, flags=re.S)
-        text = re.sub(r"\{\{.*?\}\}", "", text, flags=re.S)
-        text = re.sub(r"<[^>]*>", "", text, flags=re.S)
-        left = {ch for ch in text if ch not in allowed}
-        assert not left, f"{template.name}: literal text {''.join(sorted(left))!r}"
+    assert_no_literal_text(TEMPLATES.glob("*.html"), allowed="：、（）")

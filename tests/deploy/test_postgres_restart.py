@@ -194,6 +194,12 @@ def test_postgresql_restart_under_load(on_private_cluster: tuple[Deployment, Sta
                               headers={"Authorization": f"Bearer {staff.clerk_token}"})
             assert_clean_503(*answer, types=OUTAGE_PROBLEMS[:1])
 
+        # The CLI: one line and a non-zero exit, no stack trace.
+        cli = dep.govpki(dep.nodes[0], "ra", "request", "list", check=False)
+        assert cli.returncode == 1, cli
+        assert cli.stderr.strip().splitlines() == [
+            "error: the database is unavailable (restarting or unreachable): try again shortly"]
+
         switch(True)
         # Back: both nodes reconnect by themselves, nothing restarted.
         for node in dep.nodes:

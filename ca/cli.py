@@ -32,6 +32,12 @@ DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonie
 # answer before `govpki ca revoke` returns — without ca/ importing them.
 ContextHook = Callable[[CaContext], Callable[[], None]]
 CONTEXT_HOOKS: list[ContextHook] = []
+# Who to notify about a certificate, from its subscriber_ref: `ca compromise` adds what the
+# first lookup that knows the reference returns to each affected certificate of its report.
+# The composition root adds the RA's (an official's name, organisation and contact), so ca/
+# never imports ra/.
+SubscriberLookup = Callable[[CaContext, str], dict[str, str] | None]
+SUBSCRIBER_LOOKUPS: list[SubscriberLookup] = []
 
 
 @contextmanager
@@ -357,6 +363,16 @@ def generations_cmd(ca_name: str, as_json: bool) -> None:
                    f"{g.not_after:%Y-%m-%d}  {g.unexpired:>7} unexpired  {g.key_uri}")
 
 
+def _who_to_notify(ctx: CaContext, subscriber_ref: str | None) -> dict[str, str] | None:
+    if not subscriber_ref:
+        return None
+    for lookup in SUBSCRIBER_LOOKUPS:
+        found = lookup(ctx, subscriber_ref)
+        if found is not None:
+            return found
+    return None
+
+
 @ca_group.command("retire-generations")
 def retire_generations_cmd() -> None:
     """Retire older key generations whose certificates have all expired (the scheduler runs
@@ -407,7 +423,8 @@ def compromise_cmd(ca_name: str, generation: int | None, no_reissue: bool,
             ocsp_key_uri=_sibling(ctx, ca_name, ocsp_key_label),
             parent_signer=_parent_signer(ctx, ca_name, parent_pkcs11_module,
                                          parent_token_label, parent_pin_env))
-    text = json.dumps(report.as_json(), ensure_ascii=False, indent=2)
+        document = report.as_json(notify=lambda ref: _who_to_notify(ctx, ref))
+    text = json.dumps(document, ensure_ascii=False, indent=2)
     if report_file:
         Path(report_file).write_text(text + "\n", encoding="utf-8")
         click.echo(f"report → {report_file}", err=True)

@@ -24,6 +24,7 @@ signer, whose key is not the compromised one) until its certificates expire: tho
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -79,7 +80,10 @@ class CompromiseReport:
     rollover: RolloverResult | None
     affected: list[Affected] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self, notify: Callable[[str | None], dict[str, str] | None] = lambda _r: None
+                ) -> dict[str, object]:
+        """The report as the CLI writes it; ``notify`` says whom to tell about each affected
+        certificate, from its subscriber reference (the composition root asks the RA)."""
         return {
             "ca": self.ca, "compromised_generation": self.generation, "parent": self.parent,
             "revoked_ca_certificate": self.ca_serial, "new_generation": self.new_generation,
@@ -87,7 +91,8 @@ class CompromiseReport:
             "affected": [{"serial": a.serial, "profile": a.profile, "subject": a.subject,
                           "not_after": a.not_after.isoformat(),
                           "subscriber_ref": a.subscriber_ref, "action": a.action,
-                          "replacement": a.replacement, "note": a.note}
+                          "replacement": a.replacement, "note": a.note,
+                          "notify": notify(a.subscriber_ref)}
                          for a in self.affected],
         }
 

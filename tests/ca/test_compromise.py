@@ -138,18 +138,49 @@ def test_key_compromise_runbook(served: Served, tmp_path: Path) -> None:
 
 def test_compromise_without_reissue_lists_for_the_ra(served: Served) -> None:
     """--no-reissue: the affected certificates are revoked and listed for re-key through the
-    RA (a new key on the official's USB key), nothing is re-issued by the CA."""
+    RA (a new key on the official's USB key), nothing is re-issued by the CA; the report says
+    whom to notify (the RA's official behind the certificate)."""
+    from govpki.subscribers import official_to_notify
+    from ra import operators, orgs, requests
+    from ra.officials import OfficialInput, create_official
+    from tests.ca.helpers import make_csr, new_key
+
     pki, ctx = served.pki, served.pki.ctx
-    cert = issue(pki, subscriber_ref="ra-official:9/request:90")
+    orgs.load_organisations(ctx.sessions, actor="test")
+    admin = operators.add_operator(ctx.sessions, None, "cmp-admin", org_code="630000",
+                                   role="ca-admin")
+    clerk = operators.add_operator(ctx.sessions, admin, "cmp-clerk", org_code="630100",
+                                   role="ra-operator")
+    approver = operators.add_operator(ctx.sessions, admin, "cmp-approver", org_code="630100",
+                                      role="ra-operator")
+    official = create_official(ctx.sessions, clerk, OfficialInput(
+        "QH-CMP-1", "孙七", "630100-BGT", "科员", "0971-1234567", "秘书科"))
+    done = requests.submit(ctx, clerk, official.identifier, "new-pair",
+                           csr=make_csr(new_key("ec-p256")))
+    done = requests.execute(ctx, approver, requests.approve(ctx, approver, done.id).id)
+    ra_serial = done.issued[0].serial
+
     report = declare_compromise(ctx, "officials", actor="ca-admin", reissue=False,
                                 key_uri=label_uri(pki, "officials-ca-3"),
                                 ocsp_key_uri=label_uri(pki, "officials-ocsp-3"))
-    item = next(a for a in report.affected if a.serial == serial(cert))
+    item = next(a for a in report.affected if a.serial == ra_serial)
     assert (item.action, item.replacement) == ("reissue-through-ra", None)
-    assert item.subscriber_ref == "ra-official:9/request:90"
-    assert report.as_json()["new_generation"] == 3
+    assert item.subscriber_ref is not None and item.subscriber_ref.startswith(
+        official.subscriber_ref + "/")
+    document = report.as_json(notify=lambda ref: official_to_notify(ctx, ref) if ref else None)
+    assert document["new_generation"] == 3
+    listed = next(a for a in document["affected"]  # type: ignore[attr-defined]
+                  if a["serial"] == ra_serial)
+    assert listed["notify"] == {"official": "QH-CMP-1", "name": "孙七",
+                                "organisation": official.organisation.code,
+                                "organisation_name": official.organisation.name,
+                                "contact": "0971-1234567"}
+    # CA and service certificates name nobody to notify.
+    assert all(a["notify"] is None for a in document["affected"]  # type: ignore[attr-defined]
+               if not str(a["subscriber_ref"]).startswith("ra-official:"))
+    assert official_to_notify(ctx, "ra-official:999999/request:1") is None
     with transaction(ctx.sessions) as session:
-        assert find_certificate(session, serial(cert), "officials").status == "revoked"
+        assert find_certificate(session, ra_serial, "officials").status == "revoked"
 
 
 def test_a_root_compromise_is_refused_with_the_procedure(served: Served) -> None:

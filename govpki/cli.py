@@ -13,7 +13,14 @@ import click
 
 from apps.exchange.cli import exchange_group
 from apps.sso.cli import sso_group
-from ca.cli import CONTEXT_HOOKS, DEMO_CEREMONY, ca_context, ca_group, run_ceremony_file
+from ca.cli import (
+    CONTEXT_HOOKS,
+    DEMO_CEREMONY,
+    SUBSCRIBER_LOOKUPS,
+    ca_context,
+    ca_group,
+    run_ceremony_file,
+)
 from ca.context import CaContext
 from ca.crl_cli import crl_group
 from core.errors import GovpkiError
@@ -22,6 +29,7 @@ from govpki.kmc_wiring import install_kmc
 from govpki.migrations import all_version_locations
 from govpki.refresh import refresh_cmd
 from govpki.retention import retention_group
+from govpki.subscribers import official_to_notify
 from hsm.token_cli import token_group
 from kmc.cli import kmc_group_with
 from ocsp.cli import ocsp_group
@@ -84,6 +92,7 @@ cli.add_command(backup_cmd)
 cli.add_command(restore_cmd)
 cli.add_command(refresh_cmd)
 cli.add_command(retention_group)
+SUBSCRIBER_LOOKUPS.append(official_to_notify)  # `ca compromise` reports whom to notify
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:

@@ -8,7 +8,6 @@ itself lives in ra.authn (server-side rows); this module only carries its cookie
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any, Final, cast
@@ -16,12 +15,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from ca.context import CaContext
 from core.errors import GovpkiError
-from core.web import assets, security
+from core.web import assets, pages, security
 from ra.authn import LANGUAGES, WebSession, resume_session
 from ra.authz import permits
 from ra.config import RaConfig, ra_config_from
@@ -48,8 +47,7 @@ PUBLIC_ENDPOINTS: Final = frozenset({"ra_web.login", "ra_web.login_post", "ra_we
 #: of an SSO session continues (RP-initiated logout, so every application's session ends).
 SSO_LOGIN_KEY: Final = "GOVPKI_RA_SSO_LOGIN"
 SSO_LOGOUT_KEY: Final = "GOVPKI_RA_SSO_LOGOUT"
-#: China has one time zone and no daylight saving: times are shown as Beijing time.
-DISPLAY_TZ: Final = dt.timezone(dt.timedelta(hours=8))
+DISPLAY_TZ: Final = pages.DISPLAY_TZ
 #: Content-Security-Policy of every page (core.web.security's: nothing but our own origin, no
 #: inline script or style, no framing: the pages hold approve/revoke buttons).
 CSP: Final = security.content_security_policy()
@@ -187,21 +185,11 @@ def can(action: str, org: Organisation | None = None, *, official: Official | No
                    request_kind=request_kind)
 
 
-def local_time(value: dt.datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
-
-
-def local_date(value: dt.datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d")
-
-
-def here() -> str:
-    """The current page as a local path with its query (for "back here" links)."""
-    return request.full_path.rstrip("?")
+local_time = pages.local_time
+local_date = pages.local_date
+here = pages.here
+page_number = pages.page_number
+see_other = pages.see_other
 
 
 @bp.context_processor
@@ -232,25 +220,8 @@ def error_page(status: int, title_key: str, message: str = "", *,
                   field_label=i18n.field_label(field, lang()) if field else None)
 
 
-@bp.errorhandler(GovpkiError)
-def _govpki_error(exc: GovpkiError) -> tuple[str, int]:
-    status = exc.http_status if 400 <= exc.http_status < 600 else 500
-    field = exc.details.get("field") if isinstance(exc.details.get("field"), str) else None
-    return error_page(status, i18n.error_title_key(exc.kind, status), exc.message, field=field)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[str, int]:
-    status = exc.code or 500
-    if isinstance(exc, csrf.CsrfRefused):
-        return error_page(400, "error.csrf", _("error.csrf.detail"))
-    return error_page(status, i18n.error_title_key("", status))
-
-
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception) -> tuple[str, int]:
-    log.exception("unexpected error in an RA page")
-    return error_page(500, "error.status.500", _("error.status.500.detail"))
+pages.register_error_pages(bp, error_page, title_key=i18n.error_title_key, translate=_,
+                           csrf_refused=csrf.CsrfRefused, log=log)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,14 +234,6 @@ def form_text(name: str) -> str:
 
 def arg_text(name: str, limit: int = 128) -> str:
     return request.args.get(name, "").strip()[:limit]
-
-
-def page_number() -> int:
-    """?page=N, clamped to 1..; a mistyped page is page 1, not an error page."""
-    try:
-        return max(1, min(int(request.args.get("page", "1")), 10_000_000))
-    except ValueError:
-        return 1
 
 
 def field_errors(exc: GovpkiError) -> dict[str, str]:
@@ -293,7 +256,3 @@ def query_args(values: Mapping[str, object]) -> dict[str, object]:
     """Query arguments for url_for without the empty ones (clean pager links)."""
     return {k: v for k, v in values.items() if v not in (None, "")}
 
-
-def see_other(endpoint: str, **values: Any) -> Response:
-    """303 after a POST, so reloading the next page does not send the form again."""
-    return redirect(url_for(endpoint, **values), 303)

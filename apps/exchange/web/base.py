@@ -9,7 +9,6 @@ token itself) must repeat the session's CSRF token.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any, Final, cast
 from urllib.parse import urlencode, urlsplit
@@ -26,7 +25,7 @@ from apps.exchange.web.oidc import RelyingParty
 from apps.exchange.web.sessions import PageSession
 from ca.context import CaContext
 from core.errors import GovpkiError
-from core.web import assets, security
+from core.web import assets, pages, security
 from ra.config import RaConfig, ra_config_from
 from ra.records import Operator
 
@@ -52,7 +51,7 @@ PUBLIC_ENDPOINTS: Final = frozenset({
 SMALL_BODY: Final = 64 * 1024
 #: Room for the multipart framing and form fields around the policy's package limit.
 UPLOAD_OVERHEAD: Final = 1024 * 1024
-DISPLAY_TZ: Final = dt.timezone(dt.timedelta(hours=8))
+DISPLAY_TZ: Final = pages.DISPLAY_TZ
 
 
 class CsrfRefused(BadRequest):
@@ -195,10 +194,10 @@ def clear_session_cookie(response: Response) -> None:
 # Rendering
 
 
-def local_time(value: dt.datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
+local_time = pages.local_time
+here = pages.here
+page_number = pages.page_number
+see_other = pages.see_other
 
 
 def file_size(size: int) -> str:
@@ -207,10 +206,6 @@ def file_size(size: int) -> str:
     if size >= 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size} B"
-
-
-def here() -> str:
-    return request.full_path.rstrip("?")
 
 
 def urgency_label(name: str) -> str:
@@ -253,18 +248,6 @@ def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     return render_template(f"exchange/{template}", **context), status
 
 
-def see_other(endpoint: str, **values: Any) -> Response:
-    """303 after a POST, so reloading the next page does not send the form again."""
-    return redirect(url_for(endpoint, **values), 303)
-
-
-def page_number() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", "1")), 10_000_000))
-    except ValueError:
-        return 1
-
-
 # ---------------------------------------------------------------------------------------------
 # Errors: a page with the message and the right status, never a stack trace
 
@@ -275,25 +258,13 @@ def error_page(status: int, title_key: str, message: str = "", *,
                   field=i18n.field_label(field, lang()) if field else None)
 
 
-@bp.errorhandler(GovpkiError)
-def _govpki_error(exc: GovpkiError) -> tuple[str, int]:
-    status = exc.http_status if 400 <= exc.http_status < 600 else 500
-    field = exc.details.get("field") if isinstance(exc.details.get("field"), str) else None
-    return error_page(status, i18n.error_title_key(exc.kind, status), exc.message, field=field)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[str, int]:
-    status = exc.code or 500
-    if isinstance(exc, CsrfRefused):
-        return error_page(400, "error.csrf", _("error.csrf.detail"))
+def _too_large(exc: HTTPException) -> tuple[str, int] | None:
+    """An oversized upload's page names the limit it went over."""
     if isinstance(exc, RequestEntityTooLarge):
         return error_page(413, "error.status.413",
                           _("error.too_large", limit=file_size(_body_limit())))
-    return error_page(status, i18n.error_title_key("", status))
+    return None
 
 
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception) -> tuple[str, int]:
-    log.exception("unexpected error in an exchange page")
-    return error_page(500, "error.status.500", _("error.status.500.detail"))
+pages.register_error_pages(bp, error_page, title_key=i18n.error_title_key, translate=_,
+                           csrf_refused=CsrfRefused, log=log, special=_too_large)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from apps.exchange.web import i18n as exchange_i18n
 from apps.sso import i18n as sso_i18n
 from core.web.i18n import LANGUAGES, Catalogue, language_or_default, other_language
+from core.web.pages import MAX_PAGE, page_number
 from core.web.security import content_security_policy, tokens_match
 from ra.web import i18n as ra_i18n
 from tests.apps.exchange.conftest import exchange_ready
@@ -113,3 +114,12 @@ def test_any_language_cookie_gives_a_language_we_speak(code: str | None) -> None
 def test_csrf_tokens_match_only_when_equal_and_present(expected: str, submitted: str) -> None:
     assert tokens_match(expected, submitted) == (bool(expected) and expected == submitted)
     assert not tokens_match(None, submitted) and not tokens_match(expected, None)
+
+
+@given(st.text(max_size=30))
+def test_any_page_argument_gives_a_page_in_range(text: str) -> None:
+    with Flask(__name__).test_request_context(query_string={"page": text}):
+        number = page_number()
+    assert 1 <= number <= MAX_PAGE
+    if text.strip().isascii() and text.strip().isdigit() and 1 <= int(text) <= MAX_PAGE:
+        assert number == int(text)

@@ -55,6 +55,8 @@ PRESIGNED_ALGORITHMS = ("sha1", "sha256")
 DEFAULT_VALIDITY = dt.timedelta(hours=24)
 # Issuers and signers change rarely (a key rollover, a renewed signer): re-read this often.
 METADATA_TTL = 30.0
+#: After a failed periodic re-read (database away), the next attempt is this many seconds later.
+METADATA_RETRY = 5.0
 # A bound on the request-bytes → cache-key memo, so hostile clients cannot grow it without limit.
 RAW_MEMO_LIMIT = 100_000
 # RFC 5280 §5.3.1 reason codes (CRLReason), as ca/ names them.
@@ -529,31 +531,45 @@ class OcspResponder:
         with self._lock:
             if not force and time.monotonic() - self._metadata_at < METADATA_TTL:
                 return
-            issuers: dict[tuple[str, bytes, bytes], IssuerKey] = {}
-            by_ca: dict[str, list[IssuerKey]] = {}
-            signers: dict[SignerKey, SignerState] = {}
-            with transaction(self.ctx.sessions) as session:
-                for ca in ca_status.authority_names(session):
-                    # Retired generations sign nothing any more: their CertIDs are refused.
-                    active = ca_status.generations(session, ca, active_only=True)
-                    for gen in active:
-                        for key in _issuer_keys(gen):
-                            issuers[(key.hash_algorithm, key.name_hash, key.key_hash)] = key
-                            by_ca.setdefault(ca, []).append(key)
-                    numbers = {gen.number for gen in active}
-                    # newest first: the first record of each generation is its signer
-                    for record in ca_status.service_keys(session, SIGNER_ROLE, ca):
-                        if record.generation in numbers \
-                                and (ca, record.generation) not in signers:
-                            signers[(ca, record.generation)] = self._signer_state(record)
-            gone = self._issuers.keys() - issuers.keys()
-            self._issuers, self._issuers_by_ca, self._signers = issuers, by_ca, signers
-            if gone:
-                # A generation was retired: its held answers go too (one pass over the cache,
-                # only when that happens), so its CertIDs are refused from now on.
-                for held in [k for k in self._cache if k[:3] in gone]:
-                    self._cache.pop(held, None)
-            self._metadata_at = time.monotonic()
+            try:
+                self._read_metadata()
+            except SQLAlchemyError:
+                if force or not self._issuers:
+                    raise
+                # The periodic re-read met a database that is away: keep serving the answers
+                # held for the issuers known a moment ago (each is valid until its nextUpdate)
+                # rather than tryLater for all of them, and try again shortly.
+                log.warning("OCSP: database unavailable, keeping the issuers read before")
+                self._metadata_at = time.monotonic() - METADATA_TTL + METADATA_RETRY
+
+    def _read_metadata(self) -> None:
+        """Issuers and signers of every unretired generation, read in one transaction (the
+        caller holds the lock)."""
+        issuers: dict[tuple[str, bytes, bytes], IssuerKey] = {}
+        by_ca: dict[str, list[IssuerKey]] = {}
+        signers: dict[SignerKey, SignerState] = {}
+        with transaction(self.ctx.sessions) as session:
+            for ca in ca_status.authority_names(session):
+                # Retired generations sign nothing any more: their CertIDs are refused.
+                active = ca_status.generations(session, ca, active_only=True)
+                for gen in active:
+                    for key in _issuer_keys(gen):
+                        issuers[(key.hash_algorithm, key.name_hash, key.key_hash)] = key
+                        by_ca.setdefault(ca, []).append(key)
+                numbers = {gen.number for gen in active}
+                # newest first: the first record of each generation is its signer
+                for record in ca_status.service_keys(session, SIGNER_ROLE, ca):
+                    if record.generation in numbers \
+                            and (ca, record.generation) not in signers:
+                        signers[(ca, record.generation)] = self._signer_state(record)
+        gone = self._issuers.keys() - issuers.keys()
+        self._issuers, self._issuers_by_ca, self._signers = issuers, by_ca, signers
+        if gone:
+            # A generation was retired: its held answers go too (one pass over the cache,
+            # only when that happens), so its CertIDs are refused from now on.
+            for held in [k for k in self._cache if k[:3] in gone]:
+                self._cache.pop(held, None)
+        self._metadata_at = time.monotonic()
 
     def _signer_state(self, record: ca_status.ServiceKeyRecord) -> SignerState:
         current = self._signers.get((record.ca, record.generation))

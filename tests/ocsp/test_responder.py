@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ca import status as ca_status
 from ca.revocation import release, revoke, suspend
@@ -215,6 +216,31 @@ def test_database_down_serves_held_answers_and_try_later_otherwise(ofile_pki) ->
                                         ofile_pki.ctx.keyring)  # type: ignore[arg-type]
     assert responder.respond(_request(held, issuer)) == good
     assert responder.respond(_request(other, issuer)) == b"\x30\x03\x0a\x01\x03"  # tryLater
+
+
+def test_periodic_reread_during_an_outage_keeps_the_issuers_it_knew(ofile_pki) -> None:
+    """The issuer list is re-read every 30 s; a re-read that meets a database that is away
+    keeps the list read before, so answers held in memory are still served (not tryLater)."""
+    issuer = _issuer(ofile_pki)
+    held = issue(ofile_pki)
+    responder = OcspResponder(ofile_pki.ctx)
+    responder.presign_all("officials")  # answers held for SHA-256 and SHA-1 CertIDs
+    responder.respond(_request(held, issuer))
+
+    class Down:
+        def __call__(self):  # type: ignore[no-untyped-def]
+            raise __import__("sqlalchemy.exc", fromlist=["OperationalError"]).OperationalError(
+                "SELECT 1", {}, Exception("database is down"))
+
+    responder.ctx = type(ofile_pki.ctx)(ofile_pki.ctx.config, ofile_pki.ctx.engine, Down(),
+                                        ofile_pki.ctx.keyring)  # type: ignore[arg-type]
+    responder.invalidate_metadata()  # the periodic re-read is due
+    # Other request bytes than before (SHA-1 CertID), so the answer is looked up by CertID.
+    body = responder.respond(_request(held, issuer, hashes.SHA1()))  # noqa: S303 (RFC 5019)
+    assert ocsp.load_der_ocsp_response(body).certificate_status is ocsp.OCSPCertStatus.GOOD
+    # A forced re-read (a generation made or retired) must not pretend: it fails loudly.
+    with pytest.raises(SQLAlchemyError):
+        responder.reload_metadata()
 
 
 def test_signer_renewal_when_a_third_remains(ofile_pki) -> None:

@@ -458,21 +458,38 @@ def _failed(ctx: CaContext, by: str, record: RequestRecord, exc: GovpkiError) ->
                          outcome="failure", details={"error": exc.kind, "message": exc.message})
 
 
+def _issued_earlier(session: Session, subscriber_ref: str, profile: str
+                    ) -> IssuedCertificate | None:
+    """The certificate an earlier run of this request had signed, if the process stopped
+    after the CA committed it and before the RA recorded it (the CA commits first, Boulder's
+    order): executing again adopts it instead of issuing a second one."""
+    for c in certificates_of_subscriber(session, subscriber_ref):
+        if c.subscriber_ref == subscriber_ref and c.profile == profile \
+                and c.certificate_der is not None:
+            return IssuedCertificate(ca=c.ca, serial=c.serial, profile=c.profile,
+                                     subject=c.subject, not_before=c.not_before,
+                                     not_after=c.not_after, der=c.certificate_der)
+    return None
+
+
 def _issue(ctx: CaContext, by: str, record: RequestRecord,
            encryption: EncryptionKeyProvider) -> RequestRecord:
+    subscriber_ref = f"{record.official.subscriber_ref}/request:{record.id}"
     with transaction(ctx.sessions) as session:
         row = session.get(models.Request, record.id)
         assert row is not None and row.csr is not None
         csr = row.csr
         subject = subject_for(session, record.official)
-    try:
-        issued = issue_certificate(ctx, CertificateRequest(
-            ca=record.ca, profile=record.profile, csr=csr, subject=subject,
-            requested_by=by,
-            subscriber_ref=f"{record.official.subscriber_ref}/request:{record.id}"))
-    except GovpkiError as exc:
-        _failed(ctx, by, record, exc)
-        raise
+        adopted = _issued_earlier(session, subscriber_ref, record.profile)
+    issued = adopted
+    if issued is None:
+        try:
+            issued = issue_certificate(ctx, CertificateRequest(
+                ca=record.ca, profile=record.profile, csr=csr, subject=subject,
+                requested_by=by, subscriber_ref=subscriber_ref))
+        except GovpkiError as exc:
+            _failed(ctx, by, record, exc)
+            raise
     outcome = encryption.provide(ctx, record, issued)
     with transaction(ctx.sessions) as session:
         row = _locked(session, record.id, "execute")
@@ -490,7 +507,7 @@ def _issue(ctx: CaContext, by: str, record: RequestRecord,
                            object_type="certificate-request", object_id=str(record.id),
                            outcome="success",
                            details={"ca": issued.ca, "serial": issued.serial,
-                                    "subject": issued.subject,
+                                    "subject": issued.subject, "adopted": adopted is not None,
                                     "encryption": outcome.status, "note": outcome.note})
     if record.kind in SUPERSEDING_KINDS:
         _supersede(ctx, by, record, issued)

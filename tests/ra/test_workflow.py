@@ -161,6 +161,39 @@ def test_renewal_supersedes_the_earlier_certificate(ra_file_pki) -> None:
     assert new.status == "good"
 
 
+def test_executing_again_adopts_what_the_ca_signed_before_a_crash(ra_pki) -> None:
+    """The CA commits a certificate before the RA records it; if the process dies between
+    the two, executing the request again adopts that certificate instead of issuing a second
+    one for the same request (tests/deploy kills nodes for real; here the crash is the CA
+    call made without the RA's bookkeeping after it)."""
+    from sqlalchemy import func, select
+
+    from ca.issuance import CertificateRequest, issue_certificate
+    from ca.models import Certificate
+    from core.db import transaction
+
+    pki = ra_pki
+    clerk = make_operator(pki, "630100", "ra-operator")
+    approver = make_operator(pki, "630100", "ra-operator")
+    official = _official(pki, clerk)
+    csr = make_csr(new_key("ec-p256"))
+    req = requests.submit(pki.ctx, clerk, official.identifier, "new-pair", csr=csr)
+    req = requests.approve(pki.ctx, approver, req.id)
+    ref = f"{official.subscriber_ref}/request:{req.id}"
+    with transaction(pki.ctx.sessions) as session:
+        subject = subject_for(session, official)
+    signed_before_crash = issue_certificate(pki.ctx, CertificateRequest(
+        ca=req.ca, profile=req.profile, csr=csr, subject=subject, requested_by=approver.username,
+        subscriber_ref=ref))
+    done = requests.execute(pki.ctx, approver, req.id)
+    assert done.state == "issued"
+    assert [(c.ca, c.serial) for c in done.issued] == [
+        (signed_before_crash.ca, signed_before_crash.serial)]
+    with transaction(pki.ctx.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Certificate).where(
+            Certificate.subscriber_ref == ref)) == 1
+
+
 def test_subject_is_built_from_records(ra_file_pki) -> None:
     pki = ra_file_pki
     clerk = ensure_admin(pki)

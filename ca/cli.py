@@ -32,6 +32,9 @@ DEMO_CEREMONY = Path(__file__).resolve().parent.parent / "policies" / "ceremonie
 # answer before `govpki ca revoke` returns — without ca/ importing them.
 ContextHook = Callable[[CaContext], Callable[[], None]]
 CONTEXT_HOOKS: list[ContextHook] = []
+# Every package's migration directories, set by the composition root: a ceremony on a home
+# whose schema `govpki db upgrade` made already must know all of its revisions, not ca's only.
+MIGRATION_LOCATIONS: list[str] = []
 # Who to notify about a certificate, from its subscriber_ref: `ca compromise` adds what the
 # first lookup that knows the reference returns to each affected certificate of its report.
 # The composition root adds the RA's (an official's name, organisation and contact), so ca/
@@ -220,7 +223,8 @@ def release_cmd(serial: str, ca_name: str | None) -> None:
 def ceremony_cmd(file: Path, pkcs11_module: str | None, token_label: str | None,
                  pin_env: str) -> None:
     """Run a key ceremony from a declarative file (密钥生成仪式)."""
-    run_ceremony_file(file, pkcs11_module, token_label, pin_env)
+    run_ceremony_file(file, pkcs11_module, token_label, pin_env,
+                      locations=MIGRATION_LOCATIONS or None)
 
 
 def run_ceremony_file(file: Path, pkcs11_module: str | None, token_label: str | None,

@@ -16,6 +16,7 @@ from apps.sso.cli import sso_group
 from ca.cli import (
     CONTEXT_HOOKS,
     DEMO_CEREMONY,
+    MIGRATION_LOCATIONS,
     SUBSCRIBER_LOOKUPS,
     ca_context,
     ca_group,
@@ -103,6 +104,7 @@ def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
 
 
 CONTEXT_HOOKS.append(_ocsp_signs_in_this_process)
+MIGRATION_LOCATIONS.extend(all_version_locations())
 
 
 @cli.command("init")

@@ -248,8 +248,8 @@ class Deployment:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(self.toml(node))
         first, second = self.nodes
-        # The ceremony first: it migrates only the CA's tables, and refuses a database that
-        # already carries the other packages' revisions (which it does not know).
+        # The ceremony migrates every package's tables itself; `db upgrade` after it is the
+        # no-op docs/OPERATIONS.md keeps for the habit.
         self.govpki(first, "ca", "ceremony", str(ROOT / "policies/ceremonies/demo.yaml"),
                     "--pkcs11-module", self.softhsm_module, "--token-label", self.token_label,
                     "--pin-env", "GOVPKI_PKCS11_PIN")

@@ -247,6 +247,19 @@ def test_ceremony_on_softhsm_pin_from_env_only(tmp_path: Path, softhsm_token: di
     assert_one_line_error(again, "already")
 
 
+def test_ceremony_on_a_schema_db_upgrade_made_already(tmp_path: Path) -> None:
+    """`govpki db upgrade` then `govpki ca ceremony`: the ceremony knows every package's
+    revisions (the composition root gives ca/ them), so the order of the two is free."""
+    home = tmp_path / "home"
+    env = {"GOVPKI_KEY_PASSPHRASE": "a-passphrase-for-this-test"}
+    run(home, "db", "upgrade", env=env)
+    out = run(home, "ca", "ceremony", str(ROOT / "policies" / "ceremonies" / "demo.yaml"),
+              env=env)
+    assert "CA officials" in out.stdout
+    assert "officials" in run(home, "ca", "list", env=env).stdout
+    run(home, "db", "upgrade", env=env)  # still at head: nothing to do, no error
+
+
 def test_commands_on_an_empty_home_say_what_to_do(tmp_path: Path) -> None:
     home = tmp_path / "never-initialised"
     for args in (("ca", "list"), ("audit", "verify"), ("ca", "show", "abc")):

@@ -564,3 +564,17 @@ def test_problem_paths_are_well_formed() -> None:
         profile_from_mapping(_changed(SIG, {"key_usage.ec": [1, "x"]}), SIG)
     for problem in info.value.problems:
         assert re.fullmatch(r"[a-z_]+(\.[a-z_]+)*(\[\d+\])?|", problem.path)
+
+
+def test_docs_table_lists_each_profiles_key_types() -> None:
+    """docs/profiles.md's table says which key types each shipped profile allows: the same
+    list, in the same order, as the YAML file (the rsa-2048 issuing CAs once went missing)."""
+    rows = {}
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells[2]
+    for path in SHIPPED:
+        profile = load_profile(path)
+        assert rows.get(profile.name) == ", ".join(str(k) for k in profile.key_types), \
+            profile.name

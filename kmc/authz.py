@@ -58,16 +58,11 @@ def refusal_reason(actor: Actor, action: str, org_path: str | None,
     """None when ``actor`` may take ``action`` on a key of the organisation at ``org_path``
     (None: every organisation, for listings), else why not."""
     policy = policy or get_authz_policy()
-    if action not in policy.actions:
-        return f"unknown action {action!r}"
-    if not actor.active:
-        return f"operator {actor.username} is deactivated"
-    granting = [policy.roles[r] for r in sorted(actor.roles)
-                if r in policy.roles and action in policy.roles[r].actions]
-    if not granting:
-        held = ", ".join(sorted(actor.roles)) or "no role"
-        return f"{action} is not granted to {held}"
-    for role in granting:
+    refused = policy.refusal_before_scope(action, username=actor.username, active=actor.active,
+                                          roles=actor.roles)
+    if refused is not None:
+        return refused
+    for role in policy.granting_roles(action, actor.roles):
         if role.scope == "all":
             return None
         if role.scope == "subtree" and org_path is not None \

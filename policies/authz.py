@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -132,6 +132,25 @@ class AuthzPolicy:
     #: ones may be listed, so a lost USB key is suspended at once and its revocation is then
     #: confirmed through the two-person rule.
     immediate_request_kinds: frozenset[str] = frozenset()
+
+    def granting_roles(self, action: str, roles: Iterable[str]) -> list[RoleSpec]:
+        """The roles among ``roles`` that grant ``action``, in name order (each package then
+        applies the scopes to its own objects)."""
+        return [self.roles[r] for r in sorted(roles)
+                if r in self.roles and action in self.roles[r].actions]
+
+    def refusal_before_scope(self, action: str, *, username: str, active: bool,
+                             roles: Iterable[str]) -> str | None:
+        """Why ``action`` is refused whatever it acts on — an unknown action, a deactivated
+        account, no role granting it — or None, when only the scopes remain to be checked."""
+        if action not in self.actions:
+            return f"unknown action {action!r}"
+        if not active:
+            return f"operator {username} is deactivated"
+        held = sorted(roles)
+        if not self.granting_roles(action, held):
+            return f"{action} is not granted to {', '.join(held) or 'no role'}"
+        return None
 
     def conflicts(self, roles: set[str] | frozenset[str]) -> list[SeparationGroup]:
         """The separation groups that ``roles`` held together on one account would break."""

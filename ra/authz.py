@@ -37,16 +37,11 @@ def permits(actor: Operator, action: str, org: Organisation | None, *,
 
 def _reason(actor: Operator, action: str, org: Organisation | None, official: Official | None,
             request_kind: str | None, policy: AuthzPolicy) -> str | None:
-    if action not in policy.actions:
-        return f"unknown action {action!r}"
-    if not actor.active:
-        return f"operator {actor.username} is deactivated"
-    holding = [policy.roles[r] for r in sorted(actor.roles) if r in policy.roles]
-    granting = [r for r in holding if action in r.actions]
-    if not granting:
-        held = ", ".join(sorted(actor.roles)) or "no role"
-        return f"{action} is not granted to {held}"
-    for role in granting:
+    refused = policy.refusal_before_scope(action, username=actor.username, active=actor.active,
+                                          roles=actor.roles)
+    if refused is not None:
+        return refused
+    for role in policy.granting_roles(action, actor.roles):
         if role.request_kinds is not None and request_kind is not None \
                 and request_kind not in role.request_kinds:
             continue

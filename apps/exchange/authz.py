@@ -29,16 +29,11 @@ VIEW: Final = "exchange.view"
 def refusal_reason(actor: Operator, action: str, org: Organisation) -> str | None:
     """None when ``actor`` may take ``action`` for ``org``, else why not."""
     policy = get_authz_policy()
-    if action not in policy.actions:
-        return f"unknown action {action!r}"
-    if not actor.active:
-        return f"operator {actor.username} is deactivated"
-    granting = [policy.roles[r] for r in sorted(actor.roles)
-                if r in policy.roles and action in policy.roles[r].actions]
-    if not granting:
-        held = ", ".join(sorted(actor.roles)) or "no role"
-        return f"{action} is not granted to {held}"
-    for role in granting:
+    refused = policy.refusal_before_scope(action, username=actor.username, active=actor.active,
+                                          roles=actor.roles)
+    if refused is not None:
+        return refused
+    for role in policy.granting_roles(action, actor.roles):
         if role.scope == "all":
             return None
         if role.scope == "subtree" and actor.organisation.contains(org):

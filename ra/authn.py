@@ -65,7 +65,8 @@ class WebSession:
     lang: str
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What a session table stores of a session cookie: its SHA-256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -76,7 +77,7 @@ def start_session(ctx: CaContext, operator: Operator, method: LoginMethod, *, cl
     now = utcnow()
     lang = lang if lang in LANGUAGES else "zh"
     with transaction(ctx.sessions) as session:
-        row = models.WebSession(token_hash=_hash(token), operator_id=operator.id,
+        row = models.WebSession(token_hash=token_hash(token), operator_id=operator.id,
                                 method=method.name, acr=method.acr,
                                 csrf_token=secrets.token_urlsafe(32), lang=lang,
                                 client=client[:64], created_at=now, last_seen=now)
@@ -99,12 +100,10 @@ def resume_session(ctx: CaContext, token: str, *, config: RaConfig) -> WebSessio
     now = utcnow()
     with transaction(ctx.sessions) as session:
         row = session.scalar(select(models.WebSession).where(
-            models.WebSession.token_hash == _hash(token)))
+            models.WebSession.token_hash == token_hash(token)))
         if row is None or row.ended_at is not None:
             return None
-        idle = now - row.last_seen > dt.timedelta(minutes=config.session_idle_minutes)
-        too_old = now - row.created_at > dt.timedelta(hours=config.session_absolute_hours)
-        if idle or too_old:
+        if config.session_timed_out(now, row.created_at, row.last_seen):
             row.ended_at = now
             return None
         operator_row = session.get(models.Operator, row.operator_id)
@@ -125,7 +124,8 @@ def end_session(ctx: CaContext, token: str) -> None:
     now = utcnow()
     with transaction(ctx.sessions) as session:
         row = session.scalar(select(models.WebSession).where(
-            models.WebSession.token_hash == _hash(token), models.WebSession.ended_at.is_(None)))
+            models.WebSession.token_hash == token_hash(token),
+            models.WebSession.ended_at.is_(None)))
         if row is None:
             return
         row.ended_at = now
@@ -162,4 +162,4 @@ def set_session_lang(ctx: CaContext, token: str, lang: str) -> None:
         return
     with transaction(ctx.sessions) as session:
         session.execute(update(models.WebSession).where(
-            models.WebSession.token_hash == _hash(token)).values(lang=lang))
+            models.WebSession.token_hash == token_hash(token)).values(lang=lang))

@@ -15,6 +15,7 @@ else); ``"none"`` nobody (every login is a certificate login).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -38,6 +39,13 @@ class RaConfig:
     enrollment_code_hours: int = 72
     api_token_days: int = 90
     password_login: str = "bootstrap"  # noqa: S105 (who may use passwords, not one)
+
+    def session_timed_out(self, now: dt.datetime, created_at: dt.datetime,
+                          last_seen: dt.datetime) -> bool:
+        """Whether a web session started at ``created_at`` and last seen at ``last_seen`` has
+        passed the idle or the absolute timeout (the RA's pages and the exchange's share them)."""
+        return (now - last_seen > dt.timedelta(minutes=self.session_idle_minutes)
+                or now - created_at > dt.timedelta(hours=self.session_absolute_hours))
 
     def __post_init__(self) -> None:
         for name, minimum in _MINIMA.items():

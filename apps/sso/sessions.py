@@ -12,7 +12,6 @@ client may demand a certificate login (acr) before a sensitive action.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -25,15 +24,12 @@ from apps.sso.config import SsoConfig
 from ca.context import CaContext
 from core import audit
 from core.db import transaction, utcnow
+from ra.authn import token_hash
 from ra.errors import NotFound
 from ra.operators import get_operator
 from ra.records import Operator
 
 LANGUAGES = ("zh", "en")
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ deactivated. Every start and end is an audit event.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from apps.exchange.web import models
 from ca.context import CaContext
 from core import audit
 from core.db import transaction, utcnow
+from ra.authn import token_hash
 from ra.config import RaConfig
 from ra.errors import NotFound
 from ra.operators import get_operator
@@ -38,10 +38,6 @@ class PageSession:
     csrf_token: str
     lang: str
     created_at: dt.datetime
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def start(ctx: CaContext, operator: Operator, *, sid: str, acr: str, claimed_org: str,
@@ -77,9 +73,7 @@ def resume(ctx: CaContext, token: str, *, config: RaConfig) -> PageSession | Non
             models.WebSession.token_hash == token_hash(token)))
         if row is None or row.ended_at is not None:
             return None
-        idle = now - row.last_seen > dt.timedelta(minutes=config.session_idle_minutes)
-        too_old = now - row.created_at > dt.timedelta(hours=config.session_absolute_hours)
-        if idle or too_old:
+        if config.session_timed_out(now, row.created_at, row.last_seen):
             row.ended_at = now
             return None
         if now - row.last_seen > dt.timedelta(seconds=60):  # not a write per page view

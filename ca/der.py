@@ -40,6 +40,22 @@ def signature_algorithm_of(signed_der: bytes) -> bytes:
     return signed_der[start:end]
 
 
+def replace_tbs_signature_algorithm(tbs_der: bytes, algorithm_der: bytes) -> bytes:
+    """The TBSCertificate with its ``signature`` field (RFC 5280 §4.1.2.3, the third element
+    after the [0] version) set to ``algorithm_der``; every other byte is kept."""
+    _, content, end = _read_tlv(tbs_der, 0)
+    if end != len(tbs_der) or tbs_der[0] != 0x30:
+        raise ValueError("not a TBSCertificate")
+    position = content
+    if tbs_der[position] == 0xA0:  # version [0] EXPLICIT
+        position = _read_tlv(tbs_der, position)[2]
+    position = _read_tlv(tbs_der, position)[2]  # serialNumber
+    start, _, stop = _read_tlv(tbs_der, position)
+    if tbs_der[start] != 0x30:
+        raise ValueError("TBSCertificate signature field is not an AlgorithmIdentifier")
+    return tlv(0x30, tbs_der[content:start] + algorithm_der + tbs_der[stop:end])
+
+
 def assemble_signed(tbs_der: bytes, algorithm_der: bytes, signature: bytes) -> bytes:
     """SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature } (RFC 5280 §4.1.1)."""
     return tlv(0x30, tbs_der + algorithm_der + tlv(0x03, b"\x00" + signature))

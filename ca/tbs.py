@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from ca.der import assemble_signed, signature_algorithm_of
+from ca.der import assemble_signed, replace_tbs_signature_algorithm, signature_algorithm_of
 from hsm.algorithms import KeyType, algorithm
 from hsm.signer import Signer, SoftwareSigner
 from policies.profiles import KeyUsagePolicy
@@ -143,6 +143,26 @@ def throwaway_signer(key_type: KeyType) -> SoftwareSigner:
         return signer
 
 
+_algorithm_ids: dict[KeyType, bytes] = {}
+
+
+def signature_algorithm_id(key_type: KeyType) -> bytes:
+    """The AlgorithmIdentifier DER pyca writes when a key of ``key_type`` signs (once per
+    process, from a certificate the throwaway key signs)."""
+    found = _algorithm_ids.get(key_type)
+    if found is None:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "algorithm")])
+        key = throwaway_signer(key_type).as_private_key()
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        der = (x509.CertificateBuilder().issuer_name(name).subject_name(name)
+               .public_key(key.public_key()).serial_number(1)  # type: ignore[arg-type]
+               .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+               .sign(key, algorithm(key_type).hash_algorithm())  # type: ignore[arg-type]
+               .public_bytes(Encoding.DER))
+        found = _algorithm_ids[key_type] = signature_algorithm_of(der)
+    return found
+
+
 @dataclass(frozen=True)
 class ToBeSigned:
     tbs_der: bytes
@@ -172,13 +192,26 @@ def build_tbs(
     )
     for ext, critical in extensions:
         builder = builder.add_extension(ext, critical)
-    throwaway = throwaway_signer(issuer_key_type)
+    issuer_algorithm = algorithm(issuer_key_type)
+    if issuer_algorithm.family == "ec":
+        cert = builder.sign(
+            throwaway_signer(issuer_key_type).as_private_key(),  # type: ignore[arg-type]
+            issuer_algorithm.hash_algorithm(),  # type: ignore[arg-type]
+        )
+        der = cert.public_bytes(Encoding.DER)
+        return ToBeSigned(cert.tbs_certificate_bytes, signature_algorithm_of(der), der)
+    # An RSA signature costs twenty ECDSA ones, and the throwaway signature is thrown away:
+    # a P-256 key signs, and the issuer's AlgorithmIdentifier replaces ECDSA's in the TBS.
+    # pkilint reads no signature value (it has no issuer key), so the certificate it lints
+    # carries zeros of the issuer's signature length.
     cert = builder.sign(
-        throwaway.as_private_key(),  # type: ignore[arg-type]
-        algorithm(issuer_key_type).hash_algorithm(),  # type: ignore[arg-type]
+        throwaway_signer(KeyType.EC_P256).as_private_key(),  # type: ignore[arg-type]
+        issuer_algorithm.hash_algorithm(),  # type: ignore[arg-type]
     )
-    der = cert.public_bytes(Encoding.DER)
-    return ToBeSigned(cert.tbs_certificate_bytes, signature_algorithm_of(der), der)
+    algorithm_der = signature_algorithm_id(issuer_key_type)
+    tbs_der = replace_tbs_signature_algorithm(cert.tbs_certificate_bytes, algorithm_der)
+    lint_der = assemble_signed(tbs_der, algorithm_der, bytes(issuer_algorithm.bits // 8))
+    return ToBeSigned(tbs_der, algorithm_der, lint_der)
 
 
 def sign_tbs(tbs: ToBeSigned, signer: Signer, issuer_public_key: CertificateIssuerPublicKeyTypes

@@ -71,6 +71,7 @@ from hsm.errors import (
     WrongPin,
 )
 from hsm.pkcs11_lock import PKCS11_LOCK
+from hsm.pkcs11_login import check_user_pin
 from hsm.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 
 __all__ = ["Pkcs11KeyStore", "Pkcs11Signer", "is_module_loaded"]
@@ -190,6 +191,7 @@ def _acquire_login(module_key: str, token: Any, pin: str) -> _Login:
             login.users += 1
             return login
         pin_digest: bytes | None = digest
+        check_user_pin(module_key, token, pin)  # on a session of its own: no leak on a wrong PIN
         try:
             session = token.open(rw=True, user_pin=pin)
         except p11e.UserAlreadyLoggedIn:

@@ -20,9 +20,9 @@ Why it looks the way it does:
   DigestInfo + CKM_RSA_PKCS for RSA, the same bytes CKM_SHA256_RSA_PKCS would give, and
   available on tokens that lack the hash-and-sign mechanisms).
 * The store also owns the process's one login per token (login is per application, see
-  hsm/pkcs11_store.py). Before it logs in, :func:`open_token` checks the PIN on a session of its
-  own through the module's C_Login (:mod:`hsm.token_cryptoki`) and closes that session whatever
-  the answer: python-pkcs11 0.10 leaks a session on every failed login.
+  hsm/pkcs11_store.py). Before it logs in, it checks the PIN on a session of its own through the
+  module's C_Login (:mod:`hsm.pkcs11_login`) and closes that session whatever the answer:
+  python-pkcs11 0.10 leaks a session on every failed login.
 * Objects are paired the way OpenSC, pkcs11-tool, NSS and the Windows minidrivers pair them: the
   private key, the public key and the certificate share one CKA_ID (and here one CKA_LABEL too).
   The CKA_ID is 16 random bytes chosen before generation (as the key store does), so the pair is
@@ -75,7 +75,7 @@ from hsm.errors import (
 from hsm.pkcs11_lock import PKCS11_LOCK
 from hsm.pkcs11_store import Pkcs11KeyStore, Pkcs11Signer, find_token, load_module
 from hsm.pkcs11_uri import Pkcs11Uri
-from hsm.token_cryptoki import CKR_OK, CKR_USER_ALREADY_LOGGED_IN, ckr_name, cryptoki
+from hsm.token_cryptoki import cryptoki
 from hsm.token_ref import (
     InvalidKeyReference,
     KeyReference,
@@ -292,56 +292,6 @@ def open_token(module_path: str, token_label: str, pin: str) -> Iterator[UsbToke
         usb.close()
 
 
-def _check_pin(module_path: str, token: Any, pin: str) -> None:
-    """C_Login on a session of our own, closed whatever the answer (no leaked handle).
-
-    On success the login is given up at once: the key store logs in for good straight after,
-    under the same lock, and owns the logout. If this process is already logged in to the token
-    (CKR_USER_ALREADY_LOGGED_IN, answered without checking the PIN), the store compares the PIN
-    with the one it logged in with.
-    """
-    functions = cryptoki(module_path)
-    with PKCS11_LOCK:
-        try:
-            probe = token.open(rw=False)
-        except p11e.PKCS11Error as exc:
-            raise HsmError(f"cannot open a session on token {token.label!r}: "
-                           f"{type(exc).__name__}") from exc
-        try:
-            rv = functions.login_user(probe.handle, pin)
-            if rv == CKR_OK:
-                functions.logout(probe.handle)
-        finally:
-            with suppress(p11e.PKCS11Error):
-                probe.close()  # opened without a PIN: C_CloseSession only
-        if rv in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
-            return
-        raise _login_error(token, rv)
-
-
-def _login_error(token: Any, rv: int) -> HsmError:
-    label = token.label
-    name = ckr_name(rv)
-    if name in ("CKR_PIN_INCORRECT", "CKR_PIN_INVALID", "CKR_PIN_LEN_RANGE"):
-        hint = ""
-        with suppress(p11e.PKCS11Error):
-            flags = TokenFlag(token.slot.get_token().flags)
-            if flags & TokenFlag.USER_PIN_FINAL_TRY:
-                hint = "; one more wrong PIN locks it"
-        return WrongPin(f"wrong user PIN for token {label!r}{hint}")
-    if name == "CKR_PIN_LOCKED":
-        return WrongPin(f"the user PIN of token {label!r} is locked (too many wrong attempts); "
-                        f"the security officer must reset it")
-    if name == "CKR_PIN_EXPIRED":
-        return WrongPin(f"the user PIN of token {label!r} has expired; change it before use")
-    if name == "CKR_USER_PIN_NOT_INITIALIZED":
-        return WrongPin(f"token {label!r} has no user PIN set yet")
-    if name == "CKR_USER_ANOTHER_ALREADY_LOGGED_IN":
-        return HsmError(f"this process is logged in to token {label!r} as the security officer; "
-                        f"log out before using it as its user")
-    return HsmError(f"cannot log in to token {label!r}: {name}")
-
-
 # -- the session --------------------------------------------------------------------------------
 
 
@@ -363,9 +313,8 @@ class UsbToken:
             raise MissingSecret(f"no user PIN was given for token {token_label!r}")
         lib = load_module(module_path)
         token = find_token(lib, module_path, token_label)
-        with PKCS11_LOCK:  # nobody logs in or out between the check and the store's login
-            _check_pin(module_path, token, pin)
-            store = Pkcs11KeyStore(module_path, token_label, pin=pin)
+        with PKCS11_LOCK:  # nobody logs in or out between the store's login and our session
+            store = Pkcs11KeyStore(module_path, token_label, pin=pin)  # checks the PIN first
             try:
                 # A plain session is enough: login is per application and the store holds it.
                 session = token.open(rw=True, attribute_mapper=_MAPPER)

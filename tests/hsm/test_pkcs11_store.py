@@ -398,13 +398,34 @@ def test_unknown_token_lists_available_labels(hsm_token: SoftHsmToken) -> None:
     assert f"'{hsm_token.spare_label}'" in message
 
 
+def _session_handle(hsm_token: SoftHsmToken) -> int:
+    """The handle of a fresh plain session (opened and closed again): handles only grow."""
+    with PKCS11_LOCK:
+        lib = pkcs11.lib(os.path.realpath(hsm_token.module))
+        session = lib.get_token(token_label=hsm_token.spare_label).open()
+        try:
+            return int(session.handle)
+        finally:
+            session.close()
+
+
 def test_wrong_pin_is_refused_without_revealing_it(hsm_token: SoftHsmToken) -> None:
-    """C_Login really runs here: nothing in this process is logged in to the spare token."""
+    """C_Login really runs here (nothing in this process is logged in to the spare token), on
+    a session that is closed again: python-pkcs11's own login path leaked one per wrong PIN."""
+    from hsm.token_cryptoki import cryptoki
+
     wrong = "wrong-pin-4f9d2c71"
-    with pytest.raises(WrongPin) as caught:
-        Pkcs11KeyStore(hsm_token.module, hsm_token.spare_label, pin=wrong)
+    first = _session_handle(hsm_token)
+    for _ in range(2):
+        with pytest.raises(WrongPin) as caught:
+            Pkcs11KeyStore(hsm_token.module, hsm_token.spare_label, pin=wrong)
+    last = _session_handle(hsm_token)
+    functions = cryptoki(os.path.realpath(hsm_token.module))
+    with PKCS11_LOCK:
+        leaked = [h for h in range(first + 1, last) if functions.session_open(h)]
+    assert last > first + 1  # the wrong PINs were really tried, each on a session
+    assert leaked == []
     assert str(caught.value) == f"wrong user PIN for token '{hsm_token.spare_label}'"
-    assert isinstance(caught.value.__context__, p11e.PinIncorrect)  # the token said so
     text = exception_text(caught.value)
     assert wrong not in text
     assert hsm_token.pin not in text

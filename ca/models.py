@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -79,6 +80,9 @@ class Certificate(Base):
         Index("ix_ca_certificate_authority_not_after", "authority_id", "not_after"),
         # Retirement of a key generation asks for its unexpired certificates (ca_0005).
         Index("ix_ca_certificate_generation_not_after", "generation_id", "not_after"),
+        # /metrics: pending reservations per CA and the oldest one (ca_0006), pending rows only.
+        Index("ix_ca_certificate_pending", "authority_id", "created_at",
+              sqlite_where=text("state = 'pending'"), postgresql_where=text("state = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

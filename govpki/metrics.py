@@ -4,7 +4,8 @@ Two kinds of numbers, kept apart on purpose:
 
 * **State of the PKI, read from the database at scrape time** — certificates issued and
   refused, status changes and HSM failures (counted from the audit log, so the metrics agree
-  with the tamper-evident record), CRL age and numbers per CA, pending RA requests,
+  with the tamper-evident record), CRL age and numbers per CA, pending reservations (serials
+  recorded but not yet issued) and pending RA requests,
   certificates expiring within 30 days, the audit head and checkpoint age. Every worker and
   every node reports the same values, whichever of them Prometheus scrapes: no per-process
   state to add up, nothing lost when a worker restarts. Aggregate them across nodes with
@@ -353,6 +354,18 @@ class DatabaseCollector:
                 .group_by(Certificate.authority_id)).all():
             expiring[(names.get(authority_id, str(authority_id)),)] = float(count)
 
+        # Reservations: committed before the key signs, issued right after (ca/issuance.py);
+        # one that stays is a crash between the two (index ix_ca_certificate_pending).
+        reserved = {(name,): 0.0 for name in names.values()}
+        reserved_age = {(name,): 0.0 for name in names.values()}
+        for authority_id, count, oldest in conn.execute(
+                select(Certificate.authority_id, func.count(), func.min(Certificate.created_at))
+                .where(Certificate.state == "pending")
+                .group_by(Certificate.authority_id)).all():
+            ca_key = (names.get(authority_id, str(authority_id)),)
+            reserved[ca_key] = float(count)
+            reserved_age[ca_key] = max(0.0, (now - _aware(oldest)).total_seconds())
+
         pending = {(state,): 0.0 for state in PENDING_STATES}
         try:
             for state, count in conn.execute(
@@ -387,6 +400,11 @@ class DatabaseCollector:
                    crl_number),
             Sample("govpki_certificates_expiring_30d", "gauge", "Issued certificates, not "
                    "revoked, that expire within 30 days", ("ca",), expiring),
+            Sample("govpki_ca_reservations_pending", "gauge", "Serials reserved (TBS recorded) "
+                   "and not yet stored as issued; more than a moment means a crash between the "
+                   "two", ("ca",), reserved),
+            Sample("govpki_ca_reservation_oldest_seconds", "gauge", "Age of the oldest pending "
+                   "reservation (0 when there is none)", ("ca",), reserved_age),
             Sample("govpki_ra_requests_pending", "gauge", "RA requests waiting: submitted "
                    "(for approval) or approved (for execution)", ("state",), pending),
         ]

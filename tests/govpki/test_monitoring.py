@@ -216,6 +216,33 @@ def _admin(pki: Pki) -> Operator:
                                       role="ca-admin")
 
 
+def test_metrics_report_a_reservation_left_pending(home_pki: Pki, app: Any) -> None:
+    """A serial reserved (TBS committed) whose certificate was never stored is what a crash
+    between Boulder's two commits leaves: /metrics counts it and ages it until it is issued."""
+    from ca.issuance import _prepare_request, reserve, sign_and_store
+
+    client = Client(app)
+    before = parse(client.get("/metrics").get_data(as_text=True))
+    assert value(before, "govpki_ca_reservations_pending", ca="officials") == 0.0
+    assert value(before, "govpki_ca_reservation_oldest_seconds", ca="officials") == 0.0
+    item = _prepare_request(home_pki.ctx, CertificateRequest(
+        ca="officials", profile="official-signing", csr=make_csr(new_key("ec-p256")),
+        subject=OFFICIAL_DN, requested_by="test"))
+    reserve(home_pki.ctx, [item])
+    with transaction(home_pki.ctx.sessions) as session:  # reserved ten minutes ago
+        session.execute(update(Certificate).where(Certificate.id == item.row_id).values(
+            created_at=utcnow() - dt.timedelta(minutes=10)))
+    during = parse(client.get("/metrics").get_data(as_text=True))
+    assert value(during, "govpki_ca_reservations_pending", ca="officials") == 1.0
+    assert 600 <= value(during, "govpki_ca_reservation_oldest_seconds", ca="officials") < 660
+    assert value(during, "govpki_ca_reservations_pending", ca="devices") == 0.0
+    outcome = sign_and_store(home_pki.ctx, [item])[0]
+    assert not isinstance(outcome, GovpkiError)
+    after = parse(client.get("/metrics").get_data(as_text=True))
+    assert value(after, "govpki_ca_reservations_pending", ca="officials") == 0.0
+    assert value(after, "govpki_ca_reservation_oldest_seconds", ca="officials") == 0.0
+
+
 def test_operator_page_lists_expiring_certificates_per_organisation(home_pki: Pki) -> None:
     """/ra/expiring: an RA operator sees the certificates of their scope that expire within
     30 days, grouped by organisation; another prefecture's stay hidden."""

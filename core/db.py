@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy.engine import Connection, Dialect, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -138,7 +138,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read (read_transaction) begins deferred: in WAL mode it reads a snapshot and
+            # never waits for, nor blocks, the one writer.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -148,6 +153,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     event.listen(engine, "handle_error", _unavailable, retval=True)
+
+    @event.listens_for(engine, "begin")
+    def _begin_pg(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
     return engine
 
 
@@ -165,6 +176,31 @@ def _create_private_file(url: str) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+#: Execution option of a connection that only reads (see :func:`read_transaction`).
+READ_ONLY = "govpki_read_only"
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A consistent read that takes no write lock: SQLite begins it deferred (a WAL snapshot,
+    so a long read such as ``govpki audit verify`` or a metrics scrape never holds up
+    issuance), PostgreSQL runs it READ ONLY (a write inside it is refused by the server).
+    Nothing is committed; writes belong in :func:`transaction`."""
+    session = factory()
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def read_only(engine: Engine) -> Connection:
+    """A connection for reads outside a Session (probes, metrics), begun as
+    :func:`read_transaction` begins."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from ca.context import CaContext
 from ca.models import Authority, Generation, ServiceKey
-from core.db import make_engine
+from core.db import make_engine, read_only
 from core.errors import GovpkiError
 
 TIMEOUT_SECONDS: Final = 2
@@ -90,7 +90,7 @@ class Probe:
     def database(self) -> tuple[Check, Check]:
         """(database, schema) checks; reads the key URIs for the key store check on the way."""
         try:
-            with self.engine.connect() as conn:
+            with read_only(self.engine) as conn:  # a probe must not take SQLite's write lock
                 revisions = [r for (r,) in conn.execute(
                     text("SELECT version_num FROM alembic_version"))]
                 uris = self._current_key_uris(conn)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection, and_, func, select
 
 from ca.context import CaContext
-from core.db import utcnow
+from core.db import read_only, utcnow
 
 if TYPE_CHECKING:
     from govpki.health import Probe
@@ -303,7 +303,7 @@ class DatabaseCollector:
         up = Sample("govpki_database_up", "gauge",
                     "1 when the database answered this scrape's queries", (), {(): 0.0})
         try:
-            with self.probe.engine.connect() as conn:
+            with read_only(self.probe.engine) as conn:  # no write lock: a scrape only reads
                 samples = self._query(conn)
         except Exception:
             return [up]

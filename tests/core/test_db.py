@@ -116,3 +116,55 @@ def test_postgresql_url_uses_psycopg3() -> None:
     engine = make_engine("postgresql://127.0.0.1:5432/nothing")
     assert engine.dialect.driver == "psycopg"
     engine.dispose()
+
+
+def test_read_transaction_reads_and_never_keeps_a_write(engine: Engine) -> None:
+    """PostgreSQL refuses a write inside it (READ ONLY); on SQLite nothing is committed."""
+    from sqlalchemy.exc import DBAPIError
+
+    from core.db import read_transaction
+
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as session:
+        session.execute(insert(stamps).values(id=1, at=utcnow()))
+    with read_transaction(factory) as session:
+        assert session.execute(select(stamps.c.id)).scalars().all() == [1]
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                session.execute(insert(stamps).values(id=2, at=utcnow()))
+        else:
+            session.execute(insert(stamps).values(id=2, at=utcnow()))
+    with engine.connect() as conn:
+        assert conn.execute(select(stamps.c.id)).scalars().all() == [1]
+
+
+@pytest.mark.parametrize("reader", ["read_transaction", "transaction"])
+def test_sqlite_reads_do_not_hold_up_the_writer(tmp_path: Path, reader: str) -> None:
+    """While a read_transaction is open (a long audit verify, a metrics scrape), another
+    process still takes SQLite's write lock at once; an ordinary transaction (BEGIN IMMEDIATE,
+    what every write needs) would keep it waiting. The second case shows the test can fail."""
+    import sqlite3
+
+    from core.db import read_transaction
+
+    path = tmp_path / "x.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    factory = make_sessionmaker(engine)
+    opened = read_transaction if reader == "read_transaction" else transaction
+    writer = sqlite3.connect(path, timeout=0.3, isolation_level=None)
+    try:
+        with opened(factory) as session:
+            session.execute(select(stamps.c.id)).all()
+            if reader == "read_transaction":
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute("INSERT INTO test_utc_stamp (id) VALUES (7)")
+                writer.execute("COMMIT")
+                # a snapshot: the row committed meanwhile is not seen inside the read
+                assert session.execute(select(stamps.c.id)).scalars().all() == []
+            else:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    writer.execute("BEGIN IMMEDIATE")
+    finally:
+        writer.close()
+        engine.dispose()

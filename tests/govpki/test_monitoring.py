@@ -216,6 +216,27 @@ def _admin(pki: Pki) -> Operator:
                                       role="ca-admin")
 
 
+def test_probes_and_scrapes_read_while_a_writer_holds_sqlite(home_pki: Pki, app: Any) -> None:
+    """/readyz and /metrics only read (core.db.read_only): while another process holds the
+    SQLite write lock they answer from a snapshot. Begun as writes (BEGIN IMMEDIATE) they
+    would wait out the busy timeout and then report the database unreachable (503, up 0)."""
+    import sqlite3
+
+    client = Client(app)
+    writer = sqlite3.connect(home_pki.home / "govpki.sqlite3", timeout=1,
+                             isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a long issuance batch, a restore, an operator
+        ready = client.get("/readyz")
+        scraped = parse(client.get("/metrics").get_data(as_text=True))
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert ready.status_code == 200, ready.get_data(as_text=True)
+    assert ready.json["checks"]["database"] == "ok"
+    assert value(scraped, "govpki_database_up") == 1.0
+
+
 def test_metrics_report_a_reservation_left_pending(home_pki: Pki, app: Any) -> None:
     """A serial reserved (TBS committed) whose certificate was never stored is what a crash
     between Boulder's two commits leaves: /metrics counts it and ages it until it is issued."""

@@ -1,7 +1,8 @@
 """The audit log: encoding, appending inside transactions, checkpoints, and tamper detection.
 
 Database tests run on SQLite and PostgreSQL (see conftest.py). Tampering is done the way an
-attacker with database access would do it: raw SQL, bypassing core.audit.
+attacker with database access would do it: raw SQL, bypassing core.audit, after dropping the
+append-only guard (tests/audit_guard.py; test_audit_guard.py shows it refusing).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from core.audit import (
 from core.db import make_engine, make_sessionmaker, transaction
 from core.errors import AuditError
 from hsm.signer import SoftwareSigner
+from tests import audit_guard
 
 from ._audit_worker import append_events
 from .conftest import database_url
@@ -84,7 +86,7 @@ def rsa_signer() -> RsaTestSigner:
 @pytest.fixture
 def factory(migrated_engine: Engine) -> sessionmaker[Session]:
     """An empty log on the module's database (tests share one database per module)."""
-    with migrated_engine.begin() as conn:
+    with migrated_engine.begin() as conn, audit_guard.lifted(conn):
         conn.execute(text("DELETE FROM audit_event"))
         conn.execute(
             text("UPDATE audit_head SET seq = 0, hash = :h WHERE id = 1"), {"h": GENESIS_HASH}
@@ -124,8 +126,10 @@ def verify(
 
 
 def tamper(factory: sessionmaker[Session], sql: str, **params: Any) -> None:
-    """Raw SQL in its own transaction, as someone with database access would do it."""
+    """Raw SQL in its own transaction, as someone with database access would do it: first
+    dropping the append-only guard, which only stops UPDATE and DELETE, not the owner."""
     with transaction(factory) as session:
+        audit_guard.drop(session)
         session.execute(text(sql), params)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import audit_guard
 from tests.conftest import TEST_PIN, TEST_SO_PIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,8 +163,13 @@ def test_audit_verify_detects_an_altered_row(tmp_path: Path) -> None:
     run(home, "init")
     ok = run(home, "audit", "verify")
     assert "OK" in ok.stdout
+    tampering = "UPDATE audit_event SET actor = 'mallory' WHERE seq = 3"
+    with sqlite3.connect(home / "govpki.sqlite3") as db, \
+            pytest.raises(sqlite3.IntegrityError, match=audit_guard.message("UPDATE")):
+        db.execute(tampering)  # `govpki init` made the log append-only
     with sqlite3.connect(home / "govpki.sqlite3") as db:
-        db.execute("UPDATE audit_event SET actor = 'mallory' WHERE seq = 3")
+        audit_guard.drop(db)  # as an attacker with DDL rights: the guard only stops the rest
+        db.execute(tampering)
     bad = run(home, "audit", "verify", check=False)
     assert bad.returncode != 0
     assert "seq 3" in bad.stdout

@@ -738,13 +738,22 @@ def _restore_postgres(dump: Path, url: str) -> None:
 
 
 def _drop_all(url: str) -> None:
-    """Undo a PostgreSQL restore whose later step failed: the database was empty before."""
+    """Undo a PostgreSQL restore whose later step failed: the database was empty before.
+
+    Tables, and the functions the dump created with them (the audit log's append-only trigger
+    function, migration core_0002): one left behind would make the next restore into this
+    database fail in pg_restore ("already exists")."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            quote = conn.dialect.identifier_preparer.quote
             for table in inspect(conn).get_table_names():
-                quoted = conn.dialect.identifier_preparer.quote(table)
-                conn.execute(text(f"DROP TABLE IF EXISTS {quoted} CASCADE"))
+                conn.execute(text(f"DROP TABLE IF EXISTS {quote(table)} CASCADE"))
+            for name, arguments in conn.execute(text(
+                    "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
+                    "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                    "WHERE n.nspname = current_schema() AND p.prokind = 'f'")).all():
+                conn.execute(text(f"DROP FUNCTION IF EXISTS {quote(name)}({arguments}) CASCADE"))
     finally:
         engine.dispose()
 

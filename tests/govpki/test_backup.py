@@ -349,6 +349,33 @@ def test_backup_and_restore_on_postgresql(pg_databases: PostgresDatabases,
 
 
 @pytest.mark.hsm
+@pytest.mark.postgres
+def test_undoing_a_failed_postgresql_restore_leaves_nothing_behind(
+        pg_databases: PostgresDatabases) -> None:
+    """A restore that fails after pg_restore drops what it made, functions included (the
+    audit guard's trigger function), so the next restore into the same database can run."""
+    from core import migrate
+    from core.db import make_engine
+    from govpki.backup import _drop_all
+
+    url = pg_databases.create()
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, all_version_locations())  # what pg_restore would have made
+        _drop_all(url)
+        with engine.connect() as conn:
+            left = conn.execute(text(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema()")).scalar_one()
+            functions = conn.execute(text(
+                "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = current_schema()")).scalar_one()
+        assert (left, functions) == (0, 0)
+        migrate.upgrade(engine, all_version_locations())  # creates it all again: no clash
+    finally:
+        engine.dispose()
+
+
 def test_pkcs11_keys_stay_in_the_hsm_and_are_listed(request: pytest.FixtureRequest,
                                                      tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

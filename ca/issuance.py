@@ -37,7 +37,6 @@ from ca.errors import (
     PolicyViolation,
 )
 from ca.issuer import Issuer, cached_issuer
-from ca.lint import blocking, lint_certificate
 from ca.models import Certificate
 from ca.plan import plan_for
 from ca.tbs import ExtensionPlan, ToBeSigned, build_name, build_tbs, extensions_for, sign_tbs
@@ -291,6 +290,8 @@ def prepare(
     if self_signed:
         issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
     extensions = extensions_for(plan, public_key, issuer_ski)
+    # pkilint costs ~0.8 s to import; commands that never issue (`govpki ca list`) skip it.
+    from ca.lint import blocking, lint_certificate
 
     def rebuild(serial: int) -> ToBeSigned:
         tbs = build_tbs(

@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from gettext import gettext as _
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from apps.exchange.cli import exchange_group
-from apps.sso.cli import sso_group
-from ca.cli import (
-    CONTEXT_HOOKS,
-    DEMO_CEREMONY,
-    MIGRATION_LOCATIONS,
-    SUBSCRIBER_LOOKUPS,
-    ca_context,
-    ca_group,
-    run_ceremony_file,
-)
-from ca.context import CaContext
-from ca.crl_cli import crl_group
 from core.errors import GovpkiError
-from govpki.backup import backup_cmd, restore_cmd
-from govpki.kmc_wiring import install_kmc
-from govpki.migrations import all_version_locations
-from govpki.refresh import refresh_cmd
-from govpki.retention import retention_group
-from govpki.subscribers import official_to_notify
-from hsm.token_cli import token_group
-from kmc.cli import kmc_group_with
-from ocsp.cli import ocsp_group
-from ra.cli import ra_group
-from ra.operators import resolve_actor as resolve_ra_operator
-from signing.cms_cli import sign_file_command, verify_file_command
-from signing.pdf_cli import sign_group, verify_group
+
+if TYPE_CHECKING:
+    from ca.context import CaContext
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -48,6 +27,7 @@ WORKERS_KILL_TIMEOUT = 25
 class GovpkiGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            register_hooks()
             return super().invoke(ctx)
         except GovpkiError as exc:
             click.echo(f"error: {exc.message}", err=True)
@@ -69,31 +49,112 @@ class GovpkiGroup(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=GovpkiGroup)
-@click.version_option(package_name="govpki")
-def cli() -> None:
-    """govpki — 青海省电子政务数字证书系统 (provincial government PKI)."""
-    install_kmc()
+#: Every package's command, mounted without importing it: name -> ("module:attribute", the
+#: command's one-line help for `govpki --help`). The attribute is the click command, or a
+#: function of no arguments that builds it. Importing them all cost 3-4 s of every start
+#: (pkilint, pyHanko, aiohttp, Flask; docs/PERFORMANCE.md "CLI start-up"); a command now pays
+#: for its own package only. tests/govpki/test_cli_startup.py keeps the help equal to the
+#: commands' own.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "backup": ("govpki.backup:backup_cmd",
+               "Write one archive (0600): database snapshot, configuration, encrypted keys, "
+               "audit checkpoints, sealed RA secret, manifest (备份)."),
+    "ca": ("ca.cli:ca_group",
+           "Certificate authority: ceremony, profiles, issuance, revocation."),
+    "crl": ("ca.crl_cli:crl_group",
+            "Certificate revocation lists: full and delta, per CA (证书吊销列表)."),
+    "exchange": ("apps.exchange.cli:exchange_group",
+                 "Official-document exchange: send, inbox, fetch, receipts, tracking."),
+    "kmc": ("govpki.cli:_kmc_group",
+            "Key management centre: escrow and recovery of encryption keys."),
+    "ocsp": ("ocsp.cli:ocsp_group", "OCSP responder: pre-signed answers and signer renewal."),
+    "ra": ("ra.cli:ra_group",
+           "Registration authority: organisations, officials, operators, requests."),
+    "refresh": ("govpki.refresh:refresh_cmd",
+                "Run the periodic jobs once: CRLs that are due, OCSP signers near expiry, an "
+                "audit checkpoint (for a timer on every node; nodes on one database take "
+                "turns)."),
+    "restore": ("govpki.backup:restore_cmd",
+                "Restore an archive onto an empty GOVPKI_HOME and empty database, then migrate "
+                "(恢复)."),
+    "retention": ("govpki.retention:retention_group",
+                  "Records retention under the Electronic Signature Law (记录保存期限)."),
+    "sign": ("govpki.cli:_sign_group", "Sign documents: PAdES for PDF papers."),
+    "sso": ("apps.sso.cli:sso_group",
+            "Single sign-on: registered applications and token keys (统一身份认证)."),
+    "token": ("hsm.token_cli:token_group", "The official's USB key: enroll, renew, list."),
+    "verify": ("govpki.cli:_verify_group", "Verify signed documents."),
+}
 
 
-cli.add_command(ca_group)
-cli.add_command(ocsp_group)
-cli.add_command(crl_group)
-cli.add_command(ra_group)
-cli.add_command(token_group)
-cli.add_command(kmc_group_with(resolve_ra_operator))
-cli.add_command(sso_group)
-cli.add_command(exchange_group)
-# `govpki sign pdf|file`, `govpki verify pdf|file` (signing/: PAdES and CMS)
-sign_group.add_command(sign_file_command)
-verify_group.add_command(verify_file_command)
-cli.add_command(sign_group)
-cli.add_command(verify_group)
-cli.add_command(backup_cmd)
-cli.add_command(restore_cmd)
-cli.add_command(refresh_cmd)
-cli.add_command(retention_group)
-SUBSCRIBER_LOOKUPS.append(official_to_notify)  # `ca compromise` reports whom to notify
+class LazyGroup(GovpkiGroup):
+    """click's "lazily loading subcommands" pattern: a command's module is imported when the
+    command is resolved, and `govpki --help` is written from the table alone."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, tuple[str, str]],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy_commands:
+            command = load_command(self.lazy_commands[cmd_name][0])
+            self.add_command(command, cmd_name)  # once per process
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, with a stand-in carrying the table's help for each command
+        not loaded yet (click shortens it to the terminal width the same way)."""
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(
+                name, help=self.lazy_commands[name][1])
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _command in rows)
+            with formatter.section(_("Commands")):
+                formatter.write_dl([(name, command.get_short_help_str(limit))
+                                    for name, command in rows])
+
+
+def load_command(target: str) -> click.Command:
+    """``module:attribute`` -> the click command (or what the function there builds)."""
+    module_name, _sep, attribute = target.partition(":")
+    found = getattr(import_module(module_name), attribute)
+    command = found() if callable(found) and not isinstance(found, click.Command) else found
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
+
+
+def _kmc_group() -> click.Command:
+    from kmc.cli import kmc_group_with
+    from ra.operators import resolve_actor as resolve_ra_operator
+
+    return kmc_group_with(resolve_ra_operator)
+
+
+def _sign_group() -> click.Command:
+    """`govpki sign pdf|file` (signing/: PAdES and CMS)."""
+    from signing.cms_cli import sign_file_command
+    from signing.pdf_cli import sign_group
+
+    sign_group.add_command(sign_file_command)
+    return sign_group
+
+
+def _verify_group() -> click.Command:
+    """`govpki verify pdf|file`."""
+    from signing.cms_cli import verify_file_command
+    from signing.pdf_cli import verify_group
+
+    verify_group.add_command(verify_file_command)
+    return verify_group
 
 
 def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
@@ -103,8 +164,30 @@ def _ocsp_signs_in_this_process(ctx: CaContext) -> Callable[[], None]:
     return install(ctx, listen=False).close
 
 
-CONTEXT_HOOKS.append(_ocsp_signs_in_this_process)
-MIGRATION_LOCATIONS.extend(all_version_locations())
+def register_hooks() -> None:
+    """What ca/ takes from the composition root without importing the packages above it:
+    the OCSP answer re-signed on revocation, every package's migrations for a ceremony, the
+    RA's lookup of whom `ca compromise` notifies. GovpkiGroup.invoke calls it before any
+    command runs; a second call adds nothing."""
+    from ca.cli import CONTEXT_HOOKS, MIGRATION_LOCATIONS, SUBSCRIBER_LOOKUPS
+    from govpki.migrations import all_version_locations
+    from govpki.subscribers import official_to_notify
+
+    if official_to_notify not in SUBSCRIBER_LOOKUPS:
+        SUBSCRIBER_LOOKUPS.append(official_to_notify)
+    if _ocsp_signs_in_this_process not in CONTEXT_HOOKS:
+        CONTEXT_HOOKS.append(_ocsp_signs_in_this_process)
+    MIGRATION_LOCATIONS.extend([location for location in all_version_locations()
+                                if location not in MIGRATION_LOCATIONS])
+
+
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS)
+@click.version_option(package_name="govpki")
+def cli() -> None:
+    """govpki — 青海省电子政务数字证书系统 (provincial government PKI)."""
+    from govpki.kmc_wiring import install_kmc
+
+    install_kmc()
 
 
 @cli.command("init")
@@ -114,8 +197,10 @@ MIGRATION_LOCATIONS.extend(all_version_locations())
               help="Do nothing (exit 0) when the home already holds a CA, as `make run` needs.")
 def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
     """Initialise an empty GOVPKI_HOME: schema, then the demo key ceremony (初始化)."""
+    from ca.cli import DEMO_CEREMONY, run_ceremony_file
     from ca.setup import is_initialised
     from core.config import home_from_env
+    from govpki.migrations import all_version_locations
 
     home = home_from_env()
     if if_empty and is_initialised():
@@ -140,6 +225,7 @@ def init_cmd(ceremony_file: Path | None, if_empty: bool) -> None:
 def _load_demo_organisations() -> None:
     """The demo home gets the province's organisation tree (ra/data/orgs.csv), so the RA has
     something to register officials under from the first minute."""
+    from ca.cli import ca_context
     from ca.context import default_actor
     from ra.orgs import load_organisations
 
@@ -150,6 +236,7 @@ def _load_demo_organisations() -> None:
 
 def _register_exchange_client() -> None:
     """The exchange pages' OIDC client at the provider (updated again on first use)."""
+    from ca.cli import ca_context
     from govpki.exchange_web import register_at_init
 
     with ca_context() as ctx:
@@ -166,6 +253,7 @@ def _upgrade() -> None:
     from core import migrate
     from core.config import load_config
     from core.db import make_engine
+    from govpki.migrations import all_version_locations
 
     config = load_config()
     config.home.mkdir(parents=True, exist_ok=True)
@@ -195,6 +283,7 @@ def audit_verify_cmd(as_json: bool) -> None:
     import dataclasses
     import json
 
+    from ca.cli import ca_context
     from core.audit import verify_chain
     from core.db import transaction
 
@@ -222,7 +311,7 @@ def audit_verify_cmd(as_json: bool) -> None:
 @audit_group.command("checkpoint")
 def audit_checkpoint_cmd() -> None:
     """Sign the chain head now (run from a timer; archive the checkpoint file)."""
-    from ca.cli import checkpoint
+    from ca.cli import ca_context, checkpoint
 
     with ca_context() as ctx:
         checkpoint(ctx)

@@ -157,7 +157,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin_pg(conn: Any) -> None:
         if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # one snapshot for the whole read (a chain walk and the head row agree)
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     return engine
 
@@ -186,7 +187,8 @@ READ_ONLY = "govpki_read_only"
 def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A consistent read that takes no write lock: SQLite begins it deferred (a WAL snapshot,
     so a long read such as ``govpki audit verify`` or a metrics scrape never holds up
-    issuance), PostgreSQL runs it READ ONLY (a write inside it is refused by the server).
+    issuance), PostgreSQL runs it REPEATABLE READ, READ ONLY (one snapshot for every statement,
+    and a write inside it is refused by the server).
     Nothing is committed; writes belong in :func:`transaction`."""
     session = factory()
     try:

@@ -285,11 +285,12 @@ def audit_verify_cmd(as_json: bool) -> None:
 
     from ca.cli import ca_context
     from core.audit import verify_chain
-    from core.db import transaction
+    from core.db import read_transaction
 
     with ca_context() as ctx:
         public_key = ctx.keyring.get(ctx.config.audit.key_uri).public_key()
-        with transaction(ctx.sessions) as session:
+        # a snapshot: issuance goes on while a long log is walked, and the walk sees one state
+        with read_transaction(ctx.sessions) as session:
             report = verify_chain(
                 session, ctx.config.path(ctx.config.audit.checkpoint_file), public_key
             )

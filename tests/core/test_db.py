@@ -168,3 +168,19 @@ def test_sqlite_reads_do_not_hold_up_the_writer(tmp_path: Path, reader: str) -> 
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_read_transaction_is_one_snapshot(engine: Engine) -> None:
+    """Every statement of a read sees the state of its first one: `govpki audit verify` walks
+    the chain and then reads the head row, and a commit in between must not make them differ
+    (REPEATABLE READ on PostgreSQL, a WAL snapshot on SQLite)."""
+    from core.db import read_transaction
+
+    factory = make_sessionmaker(engine)
+    with read_transaction(factory) as session:
+        assert session.execute(select(stamps.c.id)).scalars().all() == []
+        with transaction(factory) as other:  # another connection commits meanwhile
+            other.execute(insert(stamps).values(id=5, at=utcnow()))
+        assert session.execute(select(stamps.c.id)).scalars().all() == []
+    with read_transaction(factory) as session:
+        assert session.execute(select(stamps.c.id)).scalars().all() == [5]

@@ -49,6 +49,7 @@ from hsm.enroll import Enrollment
 from hsm.errors import HsmError, KeyExists, KeyNotFound, UnsupportedMechanism
 from hsm.key_transport import InvalidWrappedKey, WrappedKey, spki_der, spki_sha256
 from hsm.pkcs11_lock import PKCS11_LOCK
+from hsm.pkcs11_login import open_session
 from hsm.pkcs11_store import find_token, load_module
 from hsm.token import TokenKey, UsbToken
 
@@ -99,11 +100,7 @@ def _session(usb: UsbToken) -> Iterator[Any]:
     lib = load_module(usb.module_path)
     with PKCS11_LOCK:
         token = find_token(lib, usb.module_path, usb.token_label)
-        try:
-            session = token.open(rw=True)
-        except p11e.PKCS11Error as exc:
-            raise HsmError(f"cannot open a session on token {usb.token_label!r}: "
-                           f"{type(exc).__name__}") from exc
+        session = open_session(token, rw=True)
         try:
             yield session
         finally:

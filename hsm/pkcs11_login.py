@@ -31,11 +31,7 @@ def check_user_pin(module_path: str, token: Any, pin: str) -> None:
     """
     functions = cryptoki(module_path)
     with PKCS11_LOCK:
-        try:
-            probe = token.open(rw=False)
-        except p11e.PKCS11Error as exc:
-            raise HsmError(f"cannot open a session on token {token.label!r}: "
-                           f"{type(exc).__name__}") from exc
+        probe = open_session(token, rw=False)
         try:
             rv = functions.login_user(probe.handle, pin)
             if rv == CKR_OK:
@@ -46,6 +42,16 @@ def check_user_pin(module_path: str, token: Any, pin: str) -> None:
         if rv in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
             return
         raise login_error(token, rv)
+
+
+def open_session(token: Any, *, rw: bool) -> Any:
+    """A session without a PIN (the application's login, if any, covers it); a token that
+    refuses one is an HsmError naming the token and the PKCS#11 error class."""
+    try:
+        return token.open(rw=rw)
+    except p11e.PKCS11Error as exc:
+        raise HsmError(f"cannot open a session on token {token.label!r}: "
+                       f"{type(exc).__name__}") from exc
 
 
 def login_error(token: Any, rv: int) -> HsmError:

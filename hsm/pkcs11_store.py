@@ -71,7 +71,7 @@ from hsm.errors import (
     WrongPin,
 )
 from hsm.pkcs11_lock import PKCS11_LOCK
-from hsm.pkcs11_login import check_user_pin
+from hsm.pkcs11_login import check_user_pin, open_session
 from hsm.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 
 __all__ = ["Pkcs11KeyStore", "Pkcs11Signer", "is_module_loaded"]
@@ -197,7 +197,7 @@ def _acquire_login(module_key: str, token: Any, pin: str) -> _Login:
         except p11e.UserAlreadyLoggedIn:
             # Someone else in this process (pyHanko, a test) logged in outside our stores.
             # Login is per application, so a session without the PIN is logged in too.
-            session = _open_plain(token)
+            session = open_session(token, rw=True)
             pin_digest = None
         except _PIN_FAILURES:
             raise WrongPin(f"wrong user PIN for token {token.label!r}") from None
@@ -216,14 +216,6 @@ def _acquire_login(module_key: str, token: Any, pin: str) -> _Login:
         login = _Login(key, session, pin_digest)
         _LOGINS[key] = login
         return login
-
-
-def _open_plain(token: Any) -> Any:
-    try:
-        return token.open(rw=True)
-    except p11e.PKCS11Error as exc:
-        raise HsmError(f"cannot open a session on token {token.label!r}: "
-                       f"{type(exc).__name__}") from exc
 
 
 def _release_login(login: _Login) -> None:

@@ -133,6 +133,12 @@ def build_api(pki: Pki) -> Iterator[Api]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GOVPKI_SCHEDULER", "off")
         wsgi = create_app(ctx=pki.ctx)
+    # create_app plugs the KMC in process-wide; every test starts without it (tests/conftest.py,
+    # _no_kmc_plugged_in), and so must module fixtures built on this one before the first
+    # test's autouse fixture runs (`-k` can make such a fixture the first thing set up).
+    from ra import plugins
+
+    plugins.install(None, None)
     try:
         yield Api(pki, wsgi.default, Client(wsgi))
     finally:
